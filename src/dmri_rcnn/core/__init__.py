@@ -1,0 +1,1 @@
+"""The original dMRI-RCNN public API: ``io``, ``processing``, ``model`` and ``weights``."""

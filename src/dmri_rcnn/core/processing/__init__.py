@@ -1,0 +1,1 @@
+"""Training-data processing: TFRecord files and the training input pipeline."""
