@@ -96,7 +96,8 @@ def save_tfrecord_data(
         bvecs = bvecs.T
     names = {"dmri": f"{name} (dmri)", "bvec": f"{name} (bvecs)", "bval": f"{name} (bvals)", "mask": f"{name} (mask)"}
     validate_dmri_set(dmri, bvecs, np.asarray(bvals), np.asarray(mask), names)
-    dmri32 = np.ascontiguousarray(dmri, dtype=np.float32)
+    with np.errstate(over="ignore"):  # an overflow becomes Inf, reported just below
+        dmri32 = np.ascontiguousarray(dmri, dtype=np.float32)
     check_finite(dmri32, names["dmri"] + " after conversion to float32")
     if dmri32.nbytes > MAX_RECORD_BYTES:
         raise InputError(
