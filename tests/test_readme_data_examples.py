@@ -156,8 +156,12 @@ def test_training_example_verbatim(tmp_path, monkeypatch):
     for name, seed in [("train_data0", 1), ("train_data1", 2), ("val_data0", 3)]:
         subject_dir = tmp_path / name
         write_subject(subject_dir, seed)
-        _run(PREPROCESSING_EXAMPLE.replace("/path/to/saved/", f"{tmp_path}/{name}_").replace(
-            "/path/to/", f"{subject_dir}/"), tmp_path)
+        _run(
+            PREPROCESSING_EXAMPLE.replace("/path/to/saved/", f"{tmp_path}/{name}_").replace(
+                "/path/to/", f"{subject_dir}/"
+            ),
+            tmp_path,
+        )
         (tmp_path / f"{name}_data.tfrecord").rename(tmp_path / f"{name}.tfrecord")
     weights_module, model_module = _stand_in_modules()
     monkeypatch.setitem(sys.modules, "dmri_rcnn.core.weights", weights_module)

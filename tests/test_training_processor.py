@@ -162,6 +162,11 @@ def test_too_few_directions_is_an_input_error(tmp_path):
     assert "\n" not in str(err.value)
     with pytest.raises(InputError, match="shell b=3000 has 0 directions"):
         TrainingProcessor(shells=[3000], q_in=6).load_data([path], validation=True)
+    # without the up-front check the graph still refuses, when the subject is reached
+    for validation in (False, True):
+        unchecked = TrainingProcessor(shells=[1000], q_in=6).load_data([path], validation=validation, check_files=False)
+        with pytest.raises(tf.errors.InvalidArgumentError, match="fewer than q_in \\+ q_out = 16"):
+            list(unchecked)
 
 
 def test_bad_files_and_arguments(tmp_path):

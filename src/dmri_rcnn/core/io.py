@@ -333,8 +333,7 @@ def validate_dmri_set(
         check_finite(bvals, names["bval"])
         if bvecs is not None and bvals.shape[0] != bvecs.shape[1]:
             raise InputError(
-                f"{names['bval']}: has {bvals.shape[0]} b-values but {names['bvec']} has "
-                f"{bvecs.shape[1]} b-vectors"
+                f"{names['bval']}: has {bvals.shape[0]} b-values but {names['bvec']} has " f"{bvecs.shape[1]} b-vectors"
             )
         if bvals.shape[0] != n_volumes:
             raise InputError(
