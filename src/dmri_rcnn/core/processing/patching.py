@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import tensorflow as tf
 
 from dmri_rcnn.errors import InputError
 
@@ -67,7 +66,7 @@ def extract_patches(
     return blocks[kept], kept
 
 
-def extract_patches_tf(volume: tf.Tensor, mask: tf.Tensor, patch_shape: Sequence[int] = (10, 10, 10)) -> tf.Tensor:
+def extract_patches_tf(volume, mask, patch_shape: Sequence[int] = (10, 10, 10)):
     """Graph version of :func:`extract_patches` for ``tf.data`` pipelines.
 
     Parameters
@@ -79,6 +78,8 @@ def extract_patches_tf(volume: tf.Tensor, mask: tf.Tensor, patch_shape: Sequence
     -------
     (P, m, n, o, c) tensor of the patches that touch the mask, raster order.
     """
+    import tensorflow as tf  # here, so the NumPy helpers above do not load TensorFlow
+
     patch = tf.constant(list(patch_shape), dtype=tf.int32)
     spatial = tf.shape(mask)[:3]
     total = tf.math.floormod(-spatial, patch)
