@@ -190,8 +190,11 @@ def our_python() -> str:
 
 
 def our_env() -> dict[str, str]:
-    """Environment for children running this checkout's package (``src/`` first on the path)."""
-    src = str(REPO_ROOT / "src")
+    """Environment for children running this checkout's package (``src/`` first on the path).
+
+    ``$DMRI_RCNN_BENCH_SRC`` points the children at another checkout's ``src/`` (to compare branches).
+    """
+    src = os.environ.get("DMRI_RCNN_BENCH_SRC", str(REPO_ROOT / "src"))
     path = os.environ.get("PYTHONPATH", "")
     return {"PYTHONPATH": src + (os.pathsep + path if path else ""), "TF_USE_LEGACY_KERAS": "0"}
 
