@@ -20,6 +20,7 @@ from dmri_rcnn.errors import InputError
 from dmri_rcnn.evaluation import (
     DTIMaps,
     axis_angle_deg,
+    dominant_fibre_direction,
     dti_errors,
     evaluate_prediction,
     fit_dti,
@@ -298,6 +299,17 @@ def test_tissue_breakdown_and_ground_truth_direction():
     assert np.isnan(metrics["mae_gm"]) and np.isnan(metrics["fa_mae_gm"])
     assert metrics["fa_mae_csf"] == pytest.approx(0.0, abs=1e-9) and metrics["fa_mae_wm"] > 0
     assert metrics["pdd_angle_truth_deg"] == pytest.approx(90.0, abs=1.0)  # prediction error tilts it a little
+
+
+def test_dominant_fibre_direction_only_where_one_population_dominates():
+    dirs = np.zeros((3, 1, 1, 2, 3))
+    dirs[:, 0, 0, 0] = [1, 0, 0]
+    dirs[:, 0, 0, 1] = [0, 1, 0]
+    fractions = np.array([[0.3, 0.7], [0.5, 0.5], [0.0, 0.0]]).reshape(3, 1, 1, 2)
+    truth = dominant_fibre_direction(dirs, fractions)
+    np.testing.assert_array_equal(truth[:, 0, 0], [[0, 1, 0], [0, 0, 0], [0, 0, 0]])
+    with pytest.raises(InputError, match="disagree"):
+        dominant_fibre_direction(dirs[..., 0, :], fractions)
 
 
 # ---------------------------------------------------------------- summary table

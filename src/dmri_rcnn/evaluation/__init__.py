@@ -9,7 +9,7 @@ Typical use::
 """
 
 from dmri_rcnn.evaluation.dti import FA_THRESHOLD, DTIMaps, axis_angle_deg, dti_errors, fit_dti
-from dmri_rcnn.evaluation.evaluate import evaluate_prediction, fit_dti_with_targets, stack_for_dti
+from dmri_rcnn.evaluation.evaluate import dominant_fibre_direction, evaluate_prediction, fit_dti_with_targets, stack_for_dti
 from dmri_rcnn.evaluation.metrics import (
     data_range,
     mean_absolute_error,
@@ -49,6 +49,7 @@ __all__ = [
     "SH_BASES",
     "axis_angle_deg",
     "data_range",
+    "dominant_fibre_direction",
     "dti_errors",
     "evaluate_prediction",
     "fit_dti",

@@ -64,6 +64,37 @@ def fit_dti_with_targets(b0, context, targets, context_bvecs, target_bvecs, bval
     return fit_dti(dmri, bvals, bvecs, mask)
 
 
+def dominant_fibre_direction(fibre_dirs, fibre_fractions, min_fraction: float = 0.6) -> np.ndarray:
+    """Known principal direction of voxels dominated by one fibre population (synthetic ground truth).
+
+    Parameters
+    ----------
+    fibre_dirs : (i, j, k, n_fibres, 3) array_like
+        Unit directions of the fibre populations.
+    fibre_fractions : (i, j, k, n_fibres) array_like
+        Their volume fractions.
+    min_fraction : float
+        A voxel gets a direction only if its largest population has at least this share of the fibre
+        volume; in crossings the tensor's principal axis is not any one fibre's.
+
+    Returns
+    -------
+    (i, j, k, 3) ndarray
+        The dominant population's direction; zero where there is none (no fibres, or no clear majority).
+    """
+    dirs = np.asarray(fibre_dirs, dtype=np.float64)
+    fractions = np.asarray(fibre_fractions, dtype=np.float64)
+    if dirs.ndim != 5 or dirs.shape[-1] != 3 or dirs.shape[:-1] != fractions.shape:
+        raise InputError(
+            f"fibre directions (i, j, k, n, 3) and fractions (i, j, k, n) disagree: {dirs.shape} vs {fractions.shape}"
+        )
+    total = fractions.sum(axis=-1)
+    largest = fractions.argmax(axis=-1)
+    share = np.take_along_axis(fractions, largest[..., None], axis=-1)[..., 0] / np.where(total > 0, total, 1.0)
+    direction = np.take_along_axis(dirs, largest[..., None, None], axis=-2)[..., 0, :]
+    return np.where(((total > 0) & (share >= min_fraction))[..., None], direction, 0.0)
+
+
 def evaluate_prediction(
     predicted,
     acquired,
