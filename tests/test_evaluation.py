@@ -406,18 +406,20 @@ def test_sh_cli_default_is_the_original_order_2_and_auto_selects(sh_inputs, caps
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"-dmri_in": "missing.nii.gz"}, "-dmri_in .*missing.nii.gz does not exist"),
-        ({"-bvec_in": "tgt.bvec"}, "has 20 volumes but -bvec_in .* has 30 directions"),
-        ({"-bvec_out": "bad.bvec"}, "-bvec_out .* must have 3 rows"),
-        ({"-sh_order": "3"}, "-sh_order must be an even integer"),
-        ({"-smooth": "-1"}, "-smooth must be >= 0"),
-        ({"-dmri_out": "pred.txt"}, "-dmri_out .* must end with .nii or .nii.gz"),
-        ({"-mask": "ctx.bvec"}, "-mask .* cannot be read as NIfTI"),
+        ({"-dmri_in": "missing.nii.gz"}, "-dmri_in: .*missing.nii.gz: NIfTI file not found"),
+        ({"-bvec_in": "tgt.bvec"}, "-dmri_in: .*one volume per -bvec_in direction \\(30 in .*tgt.bvec\\), found 20"),
+        ({"-bvec_out": "bad.bvec"}, "-bvec_out: .*bad.bvec: expected b-vectors as 3 rows"),
+        ({"-bvec_in": "long.bvec"}, "-bvec_in: .*long.bvec: expected unit b-vectors; column [0-9]+ has length 2"),
+        ({"-sh_order": "3"}, "-sh_order: expected an even integer >= 0 or 'auto', found 3"),
+        ({"-smooth": "-1"}, "-smooth: expected a value >= 0, found -1"),
+        ({"-dmri_out": "pred.txt"}, "-dmri_out: .*pred.txt: expected a path ending in .nii or .nii.gz"),
+        ({"-mask": "ctx.bvec"}, "-mask: .*ctx.bvec: expected a NIfTI image"),
     ],
 )
 def test_sh_cli_bad_input_gives_one_line_and_no_output(sh_inputs, capsys, change, message):
     folder, _, _ = sh_inputs
     np.savetxt(folder / "bad.bvec", np.ones((2, 30)))
+    np.savetxt(folder / "long.bvec", 2 * np.loadtxt(folder / "ctx.bvec"))
     args = {"-dmri_in": "ctx.nii.gz", "-bvec_in": "ctx.bvec", "-bvec_out": "tgt.bvec", "-dmri_out": "pred.nii.gz"}
     args.update(change)
     argv = [item for flag, value in args.items() for item in (flag, value if flag in ("-sh_order", "-smooth") else str(folder / value))]

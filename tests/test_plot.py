@@ -145,13 +145,13 @@ def test_plot_cli_several_inputs_with_labels(scans):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["-dmri_in", "short.nii.gz"], "-dmri_in .*short.nii.gz has shape \\(9, 8, 7, 2\\)"),
-        (["-dmri_in", "nothere.nii.gz"], "-dmri_in .*nothere.nii.gz does not exist"),
-        (["-volume", "3"], "-volume must be in 0..2"),
-        (["-slice", "7"], "-slice must be in 0..6"),
-        (["-out", "cmp.jpg"], "-out .* must end with .png"),
-        (["-labels", "a", "b"], "-labels has 2 names for 1 -dmri_in files"),
-        (["-mask", "reference.nii.gz"], "-mask .* has shape"),
+        (["-dmri_in", "short.nii.gz"], "-dmri_in: .*short.nii.gz: expected the -reference's shape \\(9, 8, 7, 3\\), found \\(9, 8, 7, 2\\)"),
+        (["-dmri_in", "nothere.nii.gz"], "-dmri_in: .*nothere.nii.gz: NIfTI file not found"),
+        (["-volume", "3"], "-volume: expected an index in 0..2"),
+        (["-slice", "7"], "-slice: expected an index in 0..6 along axis 2, found 7"),
+        (["-out", "cmp.jpg"], "-out: .*cmp.jpg: expected a path ending in .png"),
+        (["-labels", "a", "b"], "-labels: expected one name per -dmri_in file \\(1\\), found 2"),
+        (["-mask", "reference.nii.gz"], "-mask: .*reference.nii.gz: expected shape \\(9, 8, 7\\), found \\(9, 8, 7, 3\\)"),
     ],
 )
 def test_plot_cli_bad_input_gives_one_line_and_no_output(scans, capsys, extra, message):

@@ -1,76 +1,63 @@
-"""File reading/writing for the evaluation command-line tools, with input checks that raise ``InputError``.
+"""File reading/writing for the evaluation command-line tools: ``dmri_rcnn.core.io`` plus the flag name.
 
-Thin wrappers: NIfTI I/O goes through ``dmri_rcnn.core.io`` when it is available, and through nibabel
-directly otherwise; what they add is the one-line error naming the file.
+``core.io`` raises ``InputError`` naming the file; these wrappers prefix the command-line flag the file came
+from, so the one-line message says which argument to fix.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
+from dmri_rcnn.core import io
 from dmri_rcnn.errors import InputError
-from dmri_rcnn.utils import atomic_path
 
 
-def existing_file(path: str | os.PathLike, what: str) -> Path:
-    """Return ``path`` as a Path, or raise InputError if it is not an existing file."""
-    file = Path(path)
-    if not file.is_file():
-        raise InputError(f"{what} {file} does not exist or is not a file")
-    return file
+@contextmanager
+def _flag(what: str) -> Iterator[None]:
+    try:
+        yield
+    except InputError as error:
+        raise InputError(f"{what}: {error}") from None
 
 
 def load_image(path: str | os.PathLike, what: str) -> tuple[np.ndarray, nib.spatialimages.SpatialImage]:
     """Load a NIfTI image as float32 data plus the nibabel image (for its affine and header)."""
-    file = existing_file(path, what)
-    try:
-        image = nib.load(file)
-        data = np.asarray(image.dataobj, dtype=np.float32)
-    except Exception as error:  # nibabel raises several types for unreadable files
-        raise InputError(f"{what} {file} cannot be read as NIfTI: {str(error).splitlines()[0]}") from None
+    with _flag(what):
+        image = io.load_nifti_image(path)
+        data = io.load_nifti(path)
     return data, image
 
 
 def save_image(data: np.ndarray, like: nib.spatialimages.SpatialImage, path: str | os.PathLike) -> None:
     """Write float32 ``data`` with the affine and header of ``like`` to ``path`` atomically."""
-    header = like.header.copy()
-    header.set_data_dtype(np.float32)
-    image = like.__class__(np.asarray(data, dtype=np.float32), like.affine, header)
-    with atomic_path(path) as tmp:
-        nib.save(image, tmp)
+    io.save_nifti(np.asarray(data, dtype=np.float32), like.affine, path, header=like.header)
 
 
 def load_bvecs(path: str | os.PathLike, what: str) -> np.ndarray:
-    """Read an FSL b-vector file as a ``(3, N)`` array of unit vectors ((N, 3) files are transposed)."""
-    file = existing_file(path, what)
-    try:
-        bvecs = np.loadtxt(file, ndmin=2, dtype=np.float64)
-    except ValueError as error:
-        raise InputError(f"{what} {file} is not a whitespace-delimited table of numbers: {error}") from None
-    if bvecs.shape[0] != 3 and bvecs.ndim == 2 and bvecs.shape[1] == 3:
-        bvecs = bvecs.T
-    if bvecs.shape[0] != 3:
-        raise InputError(f"{what} {file} must have 3 rows (x, y, z) and one column per direction; found shape {bvecs.shape}")
+    """Read an FSL b-vector file as a ``(3, N)`` float64 array of unit vectors."""
+    with _flag(what):
+        bvecs = io.load_bvec(path, dtype=np.float64)
     norms = np.linalg.norm(bvecs, axis=0)
     if np.any(np.abs(norms - 1.0) > 1e-2):
         bad = int(np.argmax(np.abs(norms - 1.0)))
-        raise InputError(f"{what} {file} must hold unit vectors; column {bad} has length {norms[bad]:.4g}")
+        raise InputError(f"{what}: {path}: expected unit b-vectors; column {bad} has length {norms[bad]:.4g}")
     return bvecs / norms
 
 
 def check_output(path: str | os.PathLike, what: str, suffixes: Sequence[str]) -> Path:
-    """Check an output path's extension and that its folder exists (or can be created)."""
+    """Check an output path's extension and that it is not a directory."""
     file = Path(path)
     if not any(file.name.endswith(suffix) for suffix in suffixes):
-        raise InputError(f"{what} {file} must end with {' or '.join(suffixes)}")
+        raise InputError(f"{what}: {file}: expected a path ending in {' or '.join(suffixes)}")
     if file.is_dir():
-        raise InputError(f"{what} {file} is a directory")
+        raise InputError(f"{what}: {file}: expected a file path, found a directory")
     return file
 
 

@@ -41,9 +41,9 @@ def _select_volume(data: np.ndarray, index: int, flag: str, path: str) -> np.nda
     if data.ndim == 3:
         return data
     if data.ndim != 4:
-        raise InputError(f"{flag} {path} must be a 3D or 4D image; found shape {data.shape}")
+        raise InputError(f"{flag}: {path}: expected a 3D or 4D image, found shape {data.shape}")
     if not 0 <= index < data.shape[3]:
-        raise InputError(f"-volume must be in 0..{data.shape[3] - 1} for {flag} {path}; found {index}")
+        raise InputError(f"-volume: expected an index in 0..{data.shape[3] - 1} ({flag} {path} has {data.shape[3]} volumes), found {index}")
     return data[..., index]
 
 
@@ -59,28 +59,28 @@ def main_unchecked(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     output = check_output(args.out, "-out", (".png",))
     if args.labels is not None and len(args.labels) != len(args.dmri_in):
-        raise InputError(f"-labels has {len(args.labels)} names for {len(args.dmri_in)} -dmri_in files")
+        raise InputError(f"-labels: expected one name per -dmri_in file ({len(args.dmri_in)}), found {len(args.labels)}")
     labels = args.labels or [_label(path) for path in args.dmri_in]
     if len(set(labels)) != len(labels):
-        raise InputError(f"panel names must be distinct; found {', '.join(labels)} (use -labels)")
+        raise InputError(f"-labels: expected distinct panel names, found {', '.join(labels)}")
     reference_data, _ = load_image(args.reference, "-reference")
     reference = _select_volume(reference_data, args.volume, "-reference", args.reference)
     predictions = {}
     for label, path in zip(labels, args.dmri_in):
         data, _ = load_image(path, "-dmri_in")
         if data.shape != reference_data.shape:
-            raise InputError(f"-dmri_in {path} has shape {data.shape}; the -reference has {reference_data.shape}")
+            raise InputError(f"-dmri_in: {path}: expected the -reference's shape {reference_data.shape}, found {data.shape}")
         predictions[label] = _select_volume(data, args.volume, "-dmri_in", path)
     mask = None
     if args.mask is not None:
         mask_data, _ = load_image(args.mask, "-mask")
         if mask_data.shape != reference.shape:
-            raise InputError(f"-mask {args.mask} has shape {mask_data.shape}; expected {reference.shape}")
+            raise InputError(f"-mask: {args.mask}: expected shape {reference.shape}, found {mask_data.shape}")
         mask = mask_data > 0
         if not mask.any():
-            raise InputError(f"-mask {args.mask} is empty")
+            raise InputError(f"-mask: {args.mask}: expected at least one voxel inside, found an empty mask")
     if args.slice is not None and not 0 <= args.slice < reference.shape[args.axis]:
-        raise InputError(f"-slice must be in 0..{reference.shape[args.axis] - 1} along axis {args.axis}; found {args.slice}")
+        raise InputError(f"-slice: expected an index in 0..{reference.shape[args.axis] - 1} along axis {args.axis}, found {args.slice}")
     title = args.title or f"volume {args.volume}"
     plot_comparison_slices(reference, predictions, mask=mask, axis=args.axis, index=args.slice, title=title, path=output)
     return 0

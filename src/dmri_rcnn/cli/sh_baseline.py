@@ -68,9 +68,9 @@ def _parse_order(text: str) -> int | None:
     try:
         order = int(text)
     except ValueError:
-        raise InputError(f"-sh_order must be an even integer >= 0 or 'auto'; found {text!r}") from None
+        raise InputError(f"-sh_order: expected an even integer >= 0 or 'auto', found {text!r}") from None
     if order < 0 or order % 2:
-        raise InputError(f"-sh_order must be an even integer >= 0 or 'auto'; found {order}")
+        raise InputError(f"-sh_order: expected an even integer >= 0 or 'auto', found {order}")
     return order
 
 
@@ -78,26 +78,26 @@ def main_unchecked(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     order = _parse_order(args.sh_order)
     if args.smooth < 0:
-        raise InputError(f"-smooth must be >= 0; found {args.smooth}")
+        raise InputError(f"-smooth: expected a value >= 0, found {args.smooth}")
     output = check_output(args.dmri_out, "-dmri_out", (".nii", ".nii.gz"))
     context, image = load_image(args.dmri_in, "-dmri_in")
     context_bvecs = load_bvecs(args.bvec_in, "-bvec_in")
     target_bvecs = load_bvecs(args.bvec_out, "-bvec_out")
     if context.ndim != 4:
-        raise InputError(f"-dmri_in {args.dmri_in} must be 4D (i, j, k, q_in); found shape {context.shape}")
+        raise InputError(f"-dmri_in: {args.dmri_in}: expected a 4D image (i, j, k, q_in), found shape {context.shape}")
     if context.shape[-1] != context_bvecs.shape[1]:
         raise InputError(
-            f"-dmri_in {args.dmri_in} has {context.shape[-1]} volumes but -bvec_in {args.bvec_in} has "
-            f"{context_bvecs.shape[1]} directions"
+            f"-dmri_in: {args.dmri_in}: expected one volume per -bvec_in direction ({context_bvecs.shape[1]} in "
+            f"{args.bvec_in}), found {context.shape[-1]} volumes"
         )
     mask = None
     if args.mask is not None:
         mask_data, _ = load_image(args.mask, "-mask")
         if mask_data.shape != context.shape[:3]:
-            raise InputError(f"-mask {args.mask} has shape {mask_data.shape}; expected {context.shape[:3]}")
+            raise InputError(f"-mask: {args.mask}: expected shape {context.shape[:3]}, found {mask_data.shape}")
         mask = mask_data > 0
         if not mask.any():
-            raise InputError(f"-mask {args.mask} is empty")
+            raise InputError(f"-mask: {args.mask}: expected at least one voxel inside, found an empty mask")
     smooth = args.smooth
     if order is None:
         selection = select_sh_parameters(context, context_bvecs, mask, basis=args.basis, seed=args.seed)
