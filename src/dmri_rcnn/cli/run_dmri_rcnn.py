@@ -90,37 +90,9 @@ def _require_file(path: str, flag: str) -> Path:
     return candidate
 
 
-def _fallback_load_bvec(path: str) -> np.ndarray:
-    """Minimal FSL b-vector reader, used only while ``dmri_rcnn.core.io`` is not installed."""
-    try:
-        table = np.loadtxt(path, dtype=np.float64, ndmin=2)
-    except ValueError as err:
-        raise InputError(f"{path}: expected a whitespace-delimited numeric b-vector file ({err})") from None
-    if table.shape[0] != 3 and table.shape[1] == 3:
-        table = table.T
-    if table.shape[0] != 3:
-        raise InputError(f"{path}: expected b-vectors as 3 rows (FSL) or 3 columns, found {table.shape[0]} "
-                         f"rows and {table.shape[1]} columns")
-    if not np.all(np.isfinite(table)):
-        raise InputError(f"{path}: b-vector file contains NaN or Inf values")
-    return table
-
-
-def _fallback_load_nifti_image(path: str):
-    """Minimal NIfTI opener, used only while ``dmri_rcnn.core.io`` is not installed."""
-    import nibabel as nib
-
-    try:
-        return nib.load(path)
-    except Exception as err:  # nibabel raises several types for unreadable files
-        raise InputError(f"{path}: expected a NIfTI image (.nii/.nii.gz), could not read it ({err})") from None
-
-
 def _load_bvecs(path: str, flag: str) -> np.ndarray:
-    try:
-        from dmri_rcnn.core.io import load_bvec
-    except ImportError:
-        load_bvec = _fallback_load_bvec
+    from dmri_rcnn.core.io import load_bvec
+
     _require_file(path, flag)
     try:
         table = load_bvec(path)
@@ -130,10 +102,8 @@ def _load_bvecs(path: str, flag: str) -> np.ndarray:
 
 
 def _load_image(path: str, flag: str):
-    try:
-        from dmri_rcnn.core.io import load_nifti_image
-    except ImportError:
-        load_nifti_image = _fallback_load_nifti_image
+    from dmri_rcnn.core.io import load_nifti_image
+
     _require_file(path, flag)
     try:
         return load_nifti_image(path)

@@ -20,19 +20,9 @@ import math
 import numpy as np
 from tqdm.auto import tqdm
 
+from dmri_rcnn.core.processing.patching import central_padding
 from dmri_rcnn.core.processing.scaling import shell_scale
 from dmri_rcnn.errors import InputError
-
-try:
-    from dmri_rcnn.core.processing.patching import central_padding
-except ImportError:  # the data layer's patching module is not on this branch yet
-
-    def central_padding(spatial_shape, patch_shape=(10, 10, 10)) -> np.ndarray:
-        """(3, 2) (before, after) zero padding making each axis a multiple of the patch size."""
-        spatial = np.asarray(spatial_shape[:3], dtype=np.int64)
-        total = (-spatial) % np.asarray(patch_shape, dtype=np.int64)
-        return np.stack([total // 2, total - total // 2], axis=1)
-
 
 PATCH_SHAPE = (10, 10, 10)
 
