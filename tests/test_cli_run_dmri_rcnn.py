@@ -248,3 +248,29 @@ def test_unwritable_output(tmp_path, capsys, where):
     err = capsys.readouterr().err
     assert code != 0 and err.count("\n") == 1 and match in err and "Traceback" not in err
     assert not out.is_file()
+
+
+def test_overlap_chunks_and_norm_options(tmp_path, capsys, checkpoint_1d):
+    """--overlap, --q-out-chunk and -c -n (99th-percentile scaling) give what the library computes."""
+    from dmri_rcnn.core.inference import infer
+    from dmri_rcnn.core.processing.scaling import percentile_scale
+
+    paths = write_subject(tmp_path, q_out=3)
+    dmri = nib.load(paths["dmri_in"]).get_fdata(dtype=np.float32)
+    mask = nib.load(paths["mask"]).get_fdata() > 0
+    bvec_in, bvec_out = np.loadtxt(paths["bvec_in"]), np.loadtxt(paths["bvec_out"])
+    model = get_1d_autoencoder(str(checkpoint_1d))
+
+    out = tmp_path / "overlap.nii.gz"
+    assert main(_argv(paths, out, "-m", "1", "--weights", str(checkpoint_1d), "--overlap", "--q-out-chunk", "2")) == 0
+    expected = infer(dmri, bvec_in, bvec_out, mask, model, shell=1000, overlap=True, progress=False)
+    np.testing.assert_allclose(nib.load(out).get_fdata(dtype=np.float32), expected, rtol=1e-5, atol=1e-2)
+    tiled = infer(dmri, bvec_in, bvec_out, mask, model, shell=1000, progress=False)
+    assert np.max(np.abs(expected - tiled)) > 1.0  # blending really changed the result
+
+    out = tmp_path / "norm.nii.gz"
+    assert main(_argv(paths, out, "-m", "1", "-c", "-n", "--weights", str(checkpoint_1d))) == 0
+    scale = percentile_scale(dmri, mask, 99)
+    expected = infer(dmri, bvec_in, bvec_out, mask, model, scale=scale, progress=False)
+    np.testing.assert_allclose(nib.load(out).get_fdata(dtype=np.float32), expected, rtol=1e-5, atol=1e-2)
+    assert not np.allclose(expected, tiled, atol=1.0)  # percentile scale differs from 4000
