@@ -176,16 +176,9 @@ def select_weights(args, q_in: int):
 
 def write_output(volumes: np.ndarray, image, target: Path) -> None:
     """Save float32 ``volumes`` with the input image's affine and header, atomically."""
-    import nibabel as nib
+    from dmri_rcnn.core.io import save_nifti
 
-    from dmri_rcnn.utils import atomic_path
-
-    header = image.header.copy()
-    header.set_data_dtype(np.float32)
-    out = type(image)(volumes, image.affine, header=header)
-    out.header.set_slope_inter(1.0, 0.0)
-    with atomic_path(target) as tmp:
-        nib.save(out, tmp)
+    save_nifti(volumes.astype(np.float32, copy=False), image.affine, target, header=image.header)
 
 
 def print_summary(args, q_in: int, q_out: int) -> None:
