@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "seams of the original's non-overlapping tiling (about 8x slower).")
     parser.add_argument("--q-out-chunk", dest="q_out_chunk", type=int, default=None, metavar="N",
                         help="Decode at most N target directions at once to bound memory (same result).")
+    parser.add_argument("--precision", dest="precision", choices=["fp32", "bf16"], default="fp32",
+                        help="Arithmetic precision of the model: fp32 (default, matches the original) or bf16 "
+                        "(bfloat16 compute with the same weights: faster on CPUs with AVX-512 BF16/AMX and on "
+                        "GPUs, about 1e-2 relative error).")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="Do not show the progress bar.")
     return parser
@@ -205,7 +209,7 @@ def run(args) -> Path:
     from dmri_rcnn.core.model import get_autoencoder
     from dmri_rcnn.core.processing.scaling import percentile_scale, shell_scale
 
-    model = get_autoencoder(args.model_dim, weights)
+    model = get_autoencoder(args.model_dim, weights, precision=getattr(args, "precision", "fp32"))
     scale = percentile_scale(dmri, mask, 99) if args.norm else shell_scale(args.shell)
     volumes = infer(dmri, bvec_in, bvec_out, mask, model, scale=scale, batch_size=args.batch_size,
                     overlap=args.overlap, q_out_chunk=args.q_out_chunk, progress=args.progress)

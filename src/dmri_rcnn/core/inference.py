@@ -50,7 +50,8 @@ class _Predictor:
         def compiled(call, keras_model):
             # One trace for every batch size and q: shapes come from the model's inputs (None = variable).
             specs = [tf.TensorSpec(tuple(t.shape), tf.float32) for t in keras_model.inputs]
-            return tf.function(call, input_signature=specs)
+            # A bf16 model (precision="bf16") computes in bfloat16; hand float32 on between the parts.
+            return tf.function(lambda *args: tf.cast(call(*args), tf.float32), input_signature=specs)
 
         names = {layer.name for layer in model.layers}
         if {"encoder", "decoder"} <= names:

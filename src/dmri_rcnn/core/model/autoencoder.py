@@ -29,6 +29,8 @@ from dmri_rcnn.core.model.layers import (
 
 PATCH_SHAPE = (10, 10, 10)
 LSTM_UNITS = 48
+#: ``precision`` values and the Keras dtype policy each builds the layers under.
+PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16"}
 
 #: A convolution block: (name, filters at width 1.0, cubic kernel size).
 Block = tuple[str, int, int]
@@ -197,18 +199,31 @@ def _build_autoencoder(
     in_vox_shape=PATCH_SHAPE,
     lstm_size: int = LSTM_UNITS,
     loss="mae",
+    precision: str = "fp32",
 ) -> keras.Model:
     if width <= 0:
         raise ValueError(f"width must be > 0, got {width}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     arch = ARCHITECTURES[model_dim]
     patch_shape = tuple(int(s) for s in in_vox_shape)
-    encoder = build_encoder(arch, q_in, patch_shape, lstm_size, width)
-    decoder = build_decoder(arch, q_out, patch_shape, lstm_size, width)
+    # The dtype policy is read when each layer is created: bf16 layers keep float32 variables (so the same
+    # weights load) and compute in bfloat16; normalisation statistics are still computed in float32.
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(PRECISIONS[precision])
+    try:
+        encoder = build_encoder(arch, q_in, patch_shape, lstm_size, width)
+        decoder = build_decoder(arch, q_out, patch_shape, lstm_size, width)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
 
     enc_images = keras.Input(shape=(q_in, *patch_shape), name="enc_images")
     enc_bvecs = keras.Input(shape=(q_in, 3), name="enc_bvecs")
     dec_bvecs = keras.Input(shape=(q_out, 3), name="dec_bvecs")
     outputs = decoder([encoder([enc_images, enc_bvecs]), dec_bvecs])
+    if precision != "fp32":
+        # Predictions and the loss see float32 whatever the compute precision (a weightless layer).
+        outputs = layers.Activation("linear", dtype="float32", name="output_float32")(outputs)
     model = keras.Model(
         inputs=[enc_images, enc_bvecs, dec_bvecs], outputs=outputs, name=f"rcnn_{model_dim}d"
     )
@@ -234,7 +249,9 @@ def get_3d_autoencoder(weights=None, width: float = 1.0, **kwargs) -> keras.Mode
         for quick CPU experiments; they cannot load the published weights.
     **kwargs
         ``q_in``, ``q_out`` (None = variable, the default), ``in_vox_shape`` (patch shape, (10, 10, 10)),
-        ``lstm_size`` (48), ``loss`` ("mae").
+        ``lstm_size`` (48), ``loss`` ("mae"), ``precision`` ("fp32", the default, or "bf16": the layers
+        compute in bfloat16 under Keras' ``mixed_bfloat16`` policy while the variables stay float32, so
+        the same weights load; faster on CPUs with AVX-512 BF16/AMX and on GPUs, less exact).
 
     Returns
     -------
