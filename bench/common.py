@@ -128,6 +128,7 @@ class ChildResult:
     stdout: str
     stderr: str
     report: dict = field(default_factory=dict)
+    cpu_seconds: float = float("nan")  #: user + system CPU time of the child: less sensitive to other load
 
     @property
     def peak_rss_gib(self) -> float:
@@ -173,7 +174,8 @@ def run_child(
     for line in stdout.splitlines():
         if line.startswith(JSON_PREFIX):
             report.update(json.loads(line[len(JSON_PREFIX) :]))
-    return ChildResult(seconds, int(usage.ru_maxrss) * scale, proc.returncode, stdout, stderr, report)
+    return ChildResult(seconds, int(usage.ru_maxrss) * scale, proc.returncode, stdout, stderr, report,
+                       usage.ru_utime + usage.ru_stime)
 
 
 def emit(**values) -> None:

@@ -25,6 +25,9 @@ from dmri_rcnn.core.processing.scaling import shell_scale
 from dmri_rcnn.errors import InputError
 
 PATCH_SHAPE = (10, 10, 10)
+#: Default bound on (patch, target direction) pairs per decoder call: keeps the 3D model's working memory
+#: near 1 GB whatever q_out is (84 directions x batch 4 at once needed ~3.7 GB), at the same speed.
+DECODE_PAIRS = 48
 
 
 def _check_inputs(dmri, bvec_in, bvec_out, mask):
@@ -65,7 +68,8 @@ class _Predictor:
     def __call__(self, images, bvec_in, bvec_out, q_out_chunk):
         """images (n, q_in, 10, 10, 10), bvec_in (n, q_in, 3), bvec_out (n, q_out, 3) -> (n, q_out, 10, 10, 10)."""
         q_out = bvec_out.shape[1]
-        chunk = q_out if not q_out_chunk else int(q_out_chunk)
+        # Decoder activations grow with (patches x directions) per call: ~25 MB per pair in the 3D model.
+        chunk = int(q_out_chunk) if q_out_chunk else max(1, DECODE_PAIRS // max(1, len(images)))
         images = np.ascontiguousarray(images, dtype=np.float32)
         bvec_in = np.ascontiguousarray(bvec_in, dtype=np.float32)
         bvec_out = np.ascontiguousarray(bvec_out, dtype=np.float32)
@@ -130,6 +134,7 @@ def infer(
     overlap : if True, patches every ``stride`` voxels blended with :func:`blending_window`.
     stride : patch spacing with ``overlap`` (must divide into 1..10).
     q_out_chunk : decode at most this many target directions at once (same result, less memory).
+        None: ``DECODE_PAIRS // batch_size`` (12 at batch size 4).
     progress : show a tqdm bar over patches.
 
     Returns
