@@ -27,6 +27,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
 JSON_PREFIX = "BENCH_JSON "
+GNU_TIME = "/usr/bin/time"
 
 # Quiet TensorFlow in every child; the benchmarks are CPU-only.
 CHILD_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "", "PYTHONHASHSEED": "0"}
@@ -146,13 +147,18 @@ def run_child(
 ) -> ChildResult:
     """Run ``argv`` in a fresh process; return wall seconds, its own peak RSS and any ``BENCH_JSON`` report.
 
-    The peak RSS is the ``ru_maxrss`` that ``wait4`` returns for this one child (the largest resident set
-    of it and of any descendant it waited for), so concurrent children of the parent do not mix in.
+    Linux carries a process's high-water RSS across ``exec``, so a child spawned straight from this
+    process would report at least this process's own RSS. The command therefore runs under GNU
+    ``/usr/bin/time``, a small process whose child's peak (``%M``) is that command's alone. Without it,
+    ``wait4``'s ``ru_maxrss`` is used: exact whenever the child outgrows this (light) parent.
     """
     full_env = {**os.environ, **CHILD_ENV, **(env or {})}
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+    use_time = os.access(GNU_TIME, os.X_OK)
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err, \
+            tempfile.NamedTemporaryFile("w+", suffix=".maxrss") as maxrss_file:
+        command = [GNU_TIME, "-f", "%M", "-o", maxrss_file.name, *argv] if use_time else list(argv)
         start = time.perf_counter()
-        proc = subprocess.Popen(list(argv), stdout=out, stderr=err, env=full_env, cwd=cwd)
+        proc = subprocess.Popen(command, stdout=out, stderr=err, env=full_env, cwd=cwd)
         deadline = start + timeout
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -168,13 +174,18 @@ def run_child(
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read(), err.read()
-    # ru_maxrss is in KiB on Linux, bytes on macOS.
-    scale = 1 if sys.platform == "darwin" else 1024
+        # ru_maxrss and %M are in KiB on Linux (ru_maxrss in bytes on macOS).
+        scale = 1 if sys.platform == "darwin" else 1024
+        peak = int(usage.ru_maxrss) * scale
+        if use_time:
+            lines = Path(maxrss_file.name).read_text().split()
+            if lines and lines[-1].isdigit():
+                peak = int(lines[-1]) * 1024
     report = {}
     for line in stdout.splitlines():
         if line.startswith(JSON_PREFIX):
             report.update(json.loads(line[len(JSON_PREFIX) :]))
-    return ChildResult(seconds, int(usage.ru_maxrss) * scale, proc.returncode, stdout, stderr, report,
+    return ChildResult(seconds, peak, proc.returncode, stdout, stderr, report,
                        usage.ru_utime + usage.ru_stime)
 
 

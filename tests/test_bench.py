@@ -1,0 +1,97 @@
+"""The benchmark machinery measures what it claims: FLOP table, per-child peak memory, tables, workflow sums."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))
+
+import bench_workflow  # noqa: E402
+import common  # noqa: E402
+import flops  # noqa: E402
+
+
+@pytest.mark.parametrize("model_dim", [3, 1])
+def test_flop_table_matches_the_published_and_built_models(model_dim):
+    from dmri_rcnn.core.model import get_autoencoder
+
+    assert flops.parameter_count(model_dim) == flops.PUBLISHED_PARAMETERS[model_dim]
+    assert get_autoencoder(model_dim).count_params() == flops.parameter_count(model_dim)
+
+
+def test_flop_count_of_the_reference_case():
+    # 20³ fully masked = 8 patches, 6 -> 84 directions: the issue's "~5 TFLOP" for the 3D model.
+    assert flops.patches_touching(np.ones((20, 20, 20))) == 8
+    assert flops.model_flops(3, 8, 6, 84) == pytest.approx(5.2956e12, rel=1e-4)
+    # One 3D decoder step: 2 · 1000 voxels · Σ k³·c_in·c_out over the decoder's convolutions.
+    assert flops.decoder_flops_per_step(3) == 2 * 1000 * 3_719_184
+
+
+def test_patches_touching_uses_central_padding():
+    mask = np.zeros((25, 10, 10), bool)
+    mask[0, 0, 0] = True  # padded by 2 before along i: falls in the first block
+    mask[24, 9, 9] = True  # padded by 3 after: the third block
+    assert flops.patches_touching(mask) == 2
+
+
+def test_child_peak_rss_is_the_childs_own():
+    small = common.run_python(sys.executable, "print('hi')").check("small child")
+    big = common.run_python(
+        sys.executable,
+        "import numpy as np; a = np.ones(300 * 2**20 // 8); print(a.sum())",
+    ).check("big child")
+    assert big.peak_rss_bytes - small.peak_rss_bytes > 250 * 2**20
+    assert small.peak_rss_bytes < 200 * 2**20
+    assert big.seconds > 0 and big.cpu_seconds > 0
+
+
+def test_child_report_and_failure():
+    result = common.run_python(sys.executable, f"import sys; sys.path.insert(0, {str(BENCH)!r}); "
+                               "import common; common.emit(x=1.5, label='a')")
+    assert result.report == {"x": 1.5, "label": "a"}
+    failed = common.run_python(sys.executable, "raise SystemExit(3)")
+    with pytest.raises(RuntimeError, match="exit code 3"):
+        failed.check("failing child")
+
+
+def test_table_text_markdown_tsv(tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "RESULTS_DIR", tmp_path)
+    table = common.Table("demo", "Demo", ["name", "seconds"])
+    table.add("ours", 1.23456)
+    table.add("original", None)
+    table.note("a note")
+    table.show()
+    assert "ours         1.23" in table.text()
+    markdown = (tmp_path / "demo.md").read_text()
+    assert "| ours | 1.23 |" in markdown and "| original | — |" in markdown and "Machine: cpu" in markdown
+    assert (tmp_path / "demo.tsv").read_text().splitlines()[1] == "ours\t1.23"
+
+
+def test_workflow_sums_snakemake_benchmark_files(tmp_path, capsys):
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    for rule, name, seconds, rss in (("train_model", "m1", 100.0, 900), ("train_model", "m2", 50.5, 1200),
+                                     ("infer", "s1/b1000/rcnn", 20.0, 700), ("autocrop", "s1", 1.0, "-")):
+        path = tmp_path / "benchmarks" / rule / f"{name}.tsv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(header + f"{seconds}\t0:00:00\t{rss}\t1\t1\t1\t0\t0\t50\t{seconds / 2}\n")
+    rules = bench_workflow.read_benchmarks(tmp_path)
+    assert rules["train_model"]["jobs"] == 2 and rules["train_model"]["seconds"] == pytest.approx(150.5)
+    assert rules["train_model"]["max_rss_mb"] == 1200 and rules["autocrop"]["max_rss_mb"] == 0
+    monkeypatch_dir = tmp_path / "results"
+    common.RESULTS_DIR, saved = monkeypatch_dir, common.RESULTS_DIR
+    try:
+        bench_workflow.main(["--dir", str(tmp_path)])
+    finally:
+        common.RESULTS_DIR = saved
+    out = capsys.readouterr().out
+    assert "Three slowest rules: train_model (150 s), infer (20 s), autocrop (1 s)" in out
+
+
+def test_workflow_without_benchmarks_says_so(tmp_path, capsys):
+    assert bench_workflow.main(["--dir", str(tmp_path)]) is None
+    assert "No Snakemake benchmark files" in capsys.readouterr().out
