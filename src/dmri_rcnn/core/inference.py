@@ -57,6 +57,9 @@ class _Predictor:
             return tf.function(lambda *args: tf.cast(call(*args), tf.float32), input_signature=specs)
 
         names = {layer.name for layer in model.layers}
+        # bfloat16 activations take half the memory of float32 ones: twice the pairs per decoder call.
+        decoder_dtype = model.get_layer("decoder").compute_dtype if "decoder" in names else model.compute_dtype
+        self.pairs_per_call = DECODE_PAIRS * (2 if decoder_dtype == "bfloat16" else 1)
         if {"encoder", "decoder"} <= names:
             encoder, decoder = model.get_layer("encoder"), model.get_layer("decoder")
             self._encode = compiled(lambda x, b: encoder([x, b], training=False), encoder)
@@ -69,7 +72,7 @@ class _Predictor:
         """images (n, q_in, 10, 10, 10), bvec_in (n, q_in, 3), bvec_out (n, q_out, 3) -> (n, q_out, 10, 10, 10)."""
         q_out = bvec_out.shape[1]
         # Decoder activations grow with (patches x directions) per call: ~25 MB per pair in the 3D model.
-        chunk = int(q_out_chunk) if q_out_chunk else max(1, DECODE_PAIRS // max(1, len(images)))
+        chunk = int(q_out_chunk) if q_out_chunk else max(1, self.pairs_per_call // max(1, len(images)))
         images = np.ascontiguousarray(images, dtype=np.float32)
         bvec_in = np.ascontiguousarray(bvec_in, dtype=np.float32)
         bvec_out = np.ascontiguousarray(bvec_out, dtype=np.float32)
@@ -134,7 +137,7 @@ def infer(
     overlap : if True, patches every ``stride`` voxels blended with :func:`blending_window`.
     stride : patch spacing with ``overlap`` (must divide into 1..10).
     q_out_chunk : decode at most this many target directions at once (same result, less memory).
-        None: ``DECODE_PAIRS // batch_size`` (12 at batch size 4).
+        None: ``DECODE_PAIRS // batch_size`` (12 at batch size 4; twice that for a bf16 model).
     progress : show a tqdm bar over patches.
 
     Returns
