@@ -2,7 +2,7 @@
 """Run every benchmark one after another and print their tables (also written to bench/results/).
 
     python bench/run_all.py            # the full set (tens of minutes on 2 cores)
-    python bench/run_all.py --quick    # smaller cases, one run each (a few minutes on a quiet 2-core machine)
+    python bench/run_all.py --quick    # smaller cases, one run each (~6 min on a quiet 2-core machine, more when busy)
     python bench/run_all.py --full     # adds the HCP-size 145×174×145 inference (hours on CPU)
 
 Needs the project environment (``make install``) and, for the comparison columns, the original
