@@ -1,0 +1,10 @@
+"""Crop a synthetic subject's ground-truth maps with its crop box (rule crop_truth)."""
+
+import logging
+
+from dmri_rcnn.study.data import crop_like
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+for key in ("tissue", "fibre_dirs", "fibre_fractions"):
+    crop_like(snakemake.input[key], snakemake.input.box, snakemake.output[key])
+    logging.info("cropped %s", snakemake.input[key])
