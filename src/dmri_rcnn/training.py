@@ -281,8 +281,9 @@ def train_model(
         "q_out": q_out,
         "learning_rate": learning_rate,
         "seed": seed,
-        "train_records": [Path(p).name for p in train_records],
-        "validation_records": [Path(p).name for p in validation_records],
+        # subject folder + file name: stable across working directories, distinct across subjects
+        "train_records": [f"{Path(p).parent.name}/{Path(p).name}" for p in train_records],
+        "validation_records": [f"{Path(p).parent.name}/{Path(p).name}" for p in validation_records],
     }
     fingerprint = settings_fingerprint(settings)
     state = read_checkpoint_state(checkpoint_dir, fingerprint)
