@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -237,6 +238,7 @@ def train_model(
     shuffle_buffer: int = 10000,
     seed: int = 0,
     title: str = "",
+    callbacks: Sequence | None = None,
 ) -> dict:
     """Train one model; resume from ``checkpoint_dir`` if an interrupted run with the same settings left one.
 
@@ -257,6 +259,7 @@ def train_model(
     batch_size, q_out, learning_rate, shuffle_buffer : as in the original's training code.
     seed : seeds Keras/NumPy/TF and the data pipeline; the same seed gives the same run.
     title : label for the loss plot.
+    callbacks : extra Keras callbacks, run after the checkpoint callback each epoch.
 
     Returns
     -------
@@ -292,6 +295,7 @@ def train_model(
     keras.utils.set_random_seed(seed + resumed_from)
     model = build_model(model_dim, width, learning_rate)
     if state:
+        model.optimizer.build(model.trainable_variables)  # so the weights file's optimizer slots load too
         model.load_weights(checkpoint_dir / state["last_weights"])
         _restore_optimizer(model, checkpoint_dir / state["last_optimizer"])
         state["run"] += 1
@@ -325,13 +329,17 @@ def train_model(
         validation_data = validation_data.take(validation_steps)
 
     if resumed_from < epochs:
+        # Keras warns when it first learns the length of a finite validation set by exhausting it;
+        # that is expected here (the training data repeat whenever steps_per_epoch is set).
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
         model.fit(
             train_data,
             epochs=epochs,
             initial_epoch=resumed_from,
             steps_per_epoch=steps_per_epoch,
             validation_data=validation_data,
-            callbacks=[_epoch_callback(checkpoint_dir, state)],
+            callbacks=[_epoch_callback(checkpoint_dir, state), *(callbacks or [])],
+            shuffle=False,  # the pipeline shuffles, seeded
             verbose=0,
         )
     if state["best_weights"] is None:

@@ -2,9 +2,10 @@
 
 import logging
 
+from dmri_rcnn.study.logs import log_to_file
 from dmri_rcnn.study.evaluation import evaluate_method
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+log_to_file(snakemake.log[0])
 row = evaluate_method(
     files=dict(snakemake.input.items()),
     subject=snakemake.wildcards.subject,

@@ -2,10 +2,11 @@
 
 import logging
 
+from dmri_rcnn.study.logs import log_to_file
 from dmri_rcnn.study.inference import predict_with_trained_model
 from dmri_rcnn.training import configure_threads
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+log_to_file(snakemake.log[0])
 configure_threads(snakemake.threads)
 spec = snakemake.params.spec
 predict_with_trained_model(

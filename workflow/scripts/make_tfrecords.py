@@ -2,8 +2,9 @@
 
 import logging
 
+from dmri_rcnn.study.logs import log_to_file
 from dmri_rcnn.study.data import make_tfrecords
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+log_to_file(snakemake.log[0])
 for path in make_tfrecords(snakemake.input.parts, snakemake.output.records):
     logging.info("wrote %s", path)

@@ -1,10 +1,10 @@
 """Figure: one slice of one target direction, every method and its error (rule plot_example_slices)."""
 
-import logging
 
+from dmri_rcnn.study.logs import log_to_file
 from dmri_rcnn.study.evaluation import plot_example_slices
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+log_to_file(snakemake.log[0])
 plot_example_slices(
     targets=snakemake.input.targets,
     mask=snakemake.input.mask,

@@ -2,9 +2,10 @@
 
 import logging
 
+from dmri_rcnn.study.logs import log_to_file
 from dmri_rcnn.study.evaluation import predict_with_sh
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+log_to_file(snakemake.log[0])
 chosen = predict_with_sh(
     context=snakemake.input.context,
     context_bvecs=snakemake.input.context_bvecs,

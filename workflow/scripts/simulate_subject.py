@@ -3,9 +3,10 @@
 import logging
 from pathlib import Path
 
+from dmri_rcnn.study.logs import log_to_file
 from dmri_rcnn.simulation import simulate_subject, write_subject
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+log_to_file(snakemake.log[0])
 settings = snakemake.params.settings
 subject = simulate_subject(
     seed=snakemake.params.seed,

@@ -2,9 +2,10 @@
 
 import logging
 
+from dmri_rcnn.study.logs import log_to_file
 from dmri_rcnn.study.data import split_octants
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+log_to_file(snakemake.log[0])
 n_parts = split_octants(
     snakemake.input.dmri,
     snakemake.input.bvals,

@@ -2,9 +2,10 @@
 
 import logging
 
+from dmri_rcnn.study.logs import log_to_file
 from dmri_rcnn.study.data import subsample_context
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+log_to_file(snakemake.log[0])
 context, targets = subsample_context(
     snakemake.input.dmri,
     snakemake.input.bvals,

@@ -2,8 +2,9 @@
 
 import logging
 
+from dmri_rcnn.study.logs import log_to_file
 from dmri_rcnn.study.evaluation import summarise_metric_tables
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+log_to_file(snakemake.log[0])
 table = summarise_metric_tables(list(snakemake.input), snakemake.output[0])
 logging.info("\n%s", table.to_string())

@@ -1,11 +1,11 @@
 """Train one model, resuming from its last completed epoch if interrupted (rule train_model)."""
 
-import logging
 from pathlib import Path
 
+from dmri_rcnn.study.logs import log_to_file
 from dmri_rcnn.training import configure_threads, list_tfrecords, train_model
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+log_to_file(snakemake.log[0])
 configure_threads(snakemake.threads)
 spec = snakemake.params.spec
 settings = snakemake.params.training
