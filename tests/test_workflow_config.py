@@ -27,6 +27,7 @@ def dry_run(workdir: Path, config: dict, *extra: str, check: bool = True):
 
 def job_counts(output: str) -> dict[str, int]:
     """Parse the 'Job stats' table of a dry run into {rule: count}."""
+    assert "Job stats:" in output, f"no job table in the dry run's output:\n{output[-4000:]}"
     table = output[output.index("Job stats:") :]
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
 
