@@ -248,3 +248,19 @@ def test_conda_envs_are_pinned_and_cover_their_rules_imports():
                 assert not missing, f"{env_file.name} lacks {sorted(missing)} imported by {script.group(1)}"
                 checked += 1
     assert checked >= 10
+
+
+@pytest.mark.parametrize("pattern", ["data/{subject}/T1w/Diffusion", "scans/sub-{subject}"])
+def test_local_subjects_are_read_in_place(tmp_path, pattern):
+    from dmri_rcnn.simulation import simulate_subject, write_subject
+
+    config = tiny_config()
+    config["subjects"]["source"] = "local"
+    config["local"] = {"path": pattern}
+    for index, subject in enumerate(("tr1", "va1", "te1")):
+        write_subject(simulate_subject(seed=index, shape=(6, 6, 4), n_directions=20, n_b0=1), tmp_path / pattern.format(subject=subject))
+    result = dry_run(tmp_path, config)
+    counts = job_counts(result.stdout)
+    assert "simulate_subject" not in counts and "crop_truth" not in counts
+    assert counts["autocrop"] == 3
+    assert f"{pattern.format(subject='te1')}/data.nii.gz" in result.stdout
