@@ -257,7 +257,8 @@ def train_model(
     steps_per_epoch : cap on batches per epoch (the training data repeat); None = one pass.
     validation_steps : cap on validation batches (the same batches every epoch); None = all.
     batch_size, q_out, learning_rate, shuffle_buffer : as in the original's training code.
-    seed : seeds Keras/NumPy/TF and the data pipeline; the same seed gives the same run.
+    seed : seeds Keras/NumPy/TF and the data pipeline (same batches on a rerun; CPU kernels may still
+        differ in the last digits).
     title : label for the loss plot.
     callbacks : extra Keras callbacks, run after the checkpoint callback each epoch.
 
