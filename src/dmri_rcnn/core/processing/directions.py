@@ -1,0 +1,132 @@
+"""Farthest-point selection of q-space directions.
+
+Directions are compared by the great-circle (arc) distance ``acos(u · v)`` of the unit b-vectors;
+as in the original, ``v`` and ``-v`` count as far apart (the sign of a direction is kept). A subset
+is grown greedily: start at one direction, then repeatedly add the unused direction whose smallest
+distance to the subset so far is largest (ties: the lowest index).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dmri_rcnn.errors import InputError
+
+__all__ = ["arc_distances", "farthest_point_order", "farthest_point_subsets", "select_context_directions"]
+
+
+def arc_distances(bvecs: np.ndarray) -> np.ndarray:
+    """(q, q) matrix of arc distances (radians) between the columns of ``bvecs`` (3, q)."""
+    bvecs = np.asarray(bvecs, dtype=np.float64)
+    if bvecs.ndim != 2 or bvecs.shape[0] != 3:
+        raise InputError(f"bvecs: expected shape (3, q), found {bvecs.shape}")
+    norms = np.linalg.norm(bvecs, axis=0)
+    if np.any(norms == 0):
+        raise InputError("bvecs: a zero b-vector (b0 volume) has no direction; select a shell first")
+    unit = bvecs / norms
+    return np.arccos(np.clip(unit.T @ unit, -1.0, 1.0))
+
+
+def _grow_subset(distances: np.ndarray, available: np.ndarray, size: int, start: int) -> np.ndarray:
+    """Pick ``size`` indices among ``available`` (bool, updated in place) by farthest-point selection."""
+    picked = np.empty(size, dtype=np.int64)
+    picked[0] = start
+    available[start] = False
+    nearest = distances[start].copy()  # distance of every direction to its nearest picked direction
+    for n in range(1, size):
+        candidate = np.where(available, nearest, -np.inf)
+        pick = int(np.argmax(candidate))
+        picked[n] = pick
+        available[pick] = False
+        np.minimum(nearest, distances[pick], out=nearest)
+    return picked
+
+
+def _start_index(available: np.ndarray, rng: np.random.Generator | None) -> int:
+    free = np.flatnonzero(available)
+    return int(free[0]) if rng is None else int(rng.choice(free))
+
+
+def farthest_point_subsets(
+    bvecs: np.ndarray,
+    q_in: int,
+    q_out: int,
+    rng: np.random.Generator | int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split the directions of one shell into disjoint, well-spread (input, output) sets.
+
+    ``S = q // (q_in + q_out)`` sets are built one after another; in each, the ``q_in`` input
+    directions are chosen first (random unused start, then farthest-point), then the ``q_out``
+    output directions the same way from what is still unused. The ``q - S (q_in + q_out)`` leftover
+    directions are not used.
+
+    Parameters
+    ----------
+    bvecs : (3, q) b-vectors of one shell.
+    q_in, q_out : sizes of the input (context) and output (target) subsets.
+    rng : NumPy Generator or integer seed for the random starts. ``None`` starts each subset at the
+        lowest unused index (deterministic; the original's ``random_seed=False``).
+
+    Returns
+    -------
+    input_sets : (S, q_in) int64 indices into the columns of ``bvecs``.
+    output_sets : (S, q_out) int64 indices; all indices of both arrays are distinct.
+    """
+    q_in, q_out = int(q_in), int(q_out)
+    if q_in < 1 or q_out < 1:
+        raise InputError(f"q_in and q_out must be positive, found q_in={q_in}, q_out={q_out}")
+    distances = arc_distances(bvecs)
+    n_dirs = distances.shape[0]
+    n_sets = n_dirs // (q_in + q_out)
+    if n_sets == 0:
+        raise InputError(
+            f"bvecs: a shell with {n_dirs} directions cannot give q_in + q_out = {q_in + q_out} distinct directions"
+        )
+    if rng is not None and not isinstance(rng, np.random.Generator):
+        rng = np.random.default_rng(rng)
+    available = np.ones(n_dirs, dtype=bool)
+    inputs = np.empty((n_sets, q_in), dtype=np.int64)
+    outputs = np.empty((n_sets, q_out), dtype=np.int64)
+    for s in range(n_sets):
+        inputs[s] = _grow_subset(distances, available, q_in, _start_index(available, rng))
+        outputs[s] = _grow_subset(distances, available, q_out, _start_index(available, rng))
+    return inputs, outputs
+
+
+def farthest_point_order(
+    bvecs: np.ndarray, q_in: int, q_out: int, rng: np.random.Generator | int | None = None
+) -> np.ndarray:
+    """(q,) permutation: set 1 inputs, set 1 outputs, set 2 inputs, ..., then the leftovers ascending.
+
+    This is the volume order the original's training pipeline produced (``ShellReorder``).
+    """
+    inputs, outputs = farthest_point_subsets(bvecs, q_in, q_out, rng)
+    used = np.concatenate([inputs, outputs], axis=1).ravel()
+    leftover = np.setdiff1d(np.arange(np.asarray(bvecs).shape[1]), used)
+    return np.concatenate([used, leftover])
+
+
+def select_context_directions(bvecs: np.ndarray, q_in: int, seed: int | None = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Choose ``q_in`` well-spread context directions of one shell; all the others become targets.
+
+    For the evaluation split: the model sees the context volumes and must predict the targets.
+
+    Parameters
+    ----------
+    bvecs : (3, q) b-vectors of one shell.
+    q_in : number of context directions (6, 10 or 30 for the published weights).
+    seed : integer seed for the random start (same seed, same split); ``None`` starts at index 0.
+
+    Returns
+    -------
+    context_idx : (q_in,) int64 indices in selection order.
+    target_idx : (q - q_in,) int64, the remaining indices ascending.
+    """
+    distances = arc_distances(bvecs)
+    n_dirs = distances.shape[0]
+    if not 1 <= int(q_in) < n_dirs:
+        raise InputError(f"bvecs: need 1 <= q_in < {n_dirs} directions to leave targets, found q_in={q_in}")
+    available = np.ones(n_dirs, dtype=bool)
+    rng = None if seed is None else np.random.default_rng(seed)
+    context = _grow_subset(distances, available, int(q_in), _start_index(available, rng))
+    return context, np.flatnonzero(available).astype(np.int64)

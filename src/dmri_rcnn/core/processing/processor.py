@@ -1,0 +1,263 @@
+"""The training input pipeline: TFRecord subjects → batches of (context, b-vectors) → target patches.
+
+Per subject (one TFRecord file) and per requested shell, the pipeline
+
+1. keeps the volumes with ``|b - shell| <= 30`` s/mm²;
+2. groups them into ``S = q_shell // (q_in + q_out)`` disjoint (input, output) direction sets — by
+   farthest-point selection with fresh random starts on every pass over the data for training, or in
+   file order for validation — and drops the leftover volumes;
+3. divides the signal by the shell's constant (``SHELL_SCALE``) or, with ``norm=True``, by the
+   subject's 99th percentile of that shell's signal inside the mask;
+4. cuts the volume into non-overlapping patches (central zero padding) and keeps those touching the
+   mask;
+5. emits one example per (patch, set), patch-major, shells concatenated in the order given.
+
+Examples are then shuffled (training only; buffer 10 000), batched and prefetched. All steps are
+tensor operations inside ``tf.data`` maps except the direction sampler (a small NumPy routine over
+the q directions, run once per subject and shell).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from dmri_rcnn.core.processing.directions import farthest_point_subsets
+from dmri_rcnn.core.processing.patching import extract_patches_tf
+from dmri_rcnn.core.processing.scaling import percentile_scale, shell_scale
+from dmri_rcnn.core.processing.shells import SHELL_TOLERANCE
+from dmri_rcnn.core.processing.tfrecord import _FEATURES, parse_tfrecord_example
+from dmri_rcnn.errors import InputError
+
+__all__ = ["TrainingProcessor"]
+
+_SHAPE_FEATURES = {key: _FEATURES[key] for key in ("i", "j", "k", "b", "bval")}
+
+
+class TrainingProcessor:
+    """Builds the ``tf.data`` training/validation pipeline of the original dMRI-RCNN.
+
+    Parameters
+    ----------
+    shells : b-values (s/mm²) to train on, e.g. ``[1000]`` or ``[1000, 2000, 3000]`` (combined model).
+    q_in : number of context directions per example (6, 10 or 30 for the published weights).
+    q_out : number of target directions per example.
+    patch_shape : spatial patch size (m, n, o); the published models use (10, 10, 10).
+    seed : integer seed for the direction sets and the shuffle; the same seed gives the same batches.
+        ``None`` draws fresh randomness.
+    norm : divide each subject's shell by its own 99th percentile inside the mask instead of the
+        per-shell constant.
+    shell_tolerance : half-width of the b-value band of a shell, s/mm².
+    scales : ``{shell: divisor}`` overriding the per-shell constants (the original's ``norms``).
+    percentile : percentile used with ``norm=True``.
+
+    The original's keywords ``norms``, ``shell_var``, ``pcent`` and ``random_seed`` (``False``: start
+    every direction subset at the lowest unused index) are accepted too.
+    """
+
+    def __init__(
+        self,
+        shells: Sequence[float],
+        q_in: int,
+        q_out: int = 10,
+        patch_shape: Sequence[int] = (10, 10, 10),
+        seed: int | None = None,
+        norm: bool = False,
+        shell_tolerance: float = SHELL_TOLERANCE,
+        scales: Mapping[float, float] | None = None,
+        percentile: float = 99.0,
+        **original_kwargs,
+    ):
+        unknown = set(original_kwargs) - {"norms", "shell_var", "pcent", "random_seed"}
+        if unknown:
+            raise TypeError(f"TrainingProcessor got unexpected keyword(s): {', '.join(sorted(unknown))}")
+        scales = original_kwargs.get("norms", scales)
+        shell_tolerance = float(original_kwargs.get("shell_var", shell_tolerance))
+        percentile = float(original_kwargs.get("pcent", percentile))
+        self.random_start = bool(original_kwargs.get("random_seed", True))
+
+        if isinstance(shells, (int, float)):
+            shells = [shells]
+        self.shells = [float(s) for s in shells]
+        if not self.shells:
+            raise InputError("shells: expected at least one b-value")
+        self.q_in, self.q_out = int(q_in), int(q_out)
+        if self.q_in < 1 or self.q_out < 1:
+            raise InputError(f"q_in and q_out must be positive, found q_in={q_in}, q_out={q_out}")
+        self.patch_shape = tuple(int(s) for s in patch_shape)
+        if len(self.patch_shape) != 3 or min(self.patch_shape) < 1:
+            raise InputError(f"patch_shape: expected 3 positive sizes, found {tuple(patch_shape)}")
+        self.seed = None if seed is None else int(seed)
+        self.norm = bool(norm)
+        self.shell_tolerance = shell_tolerance
+        self.percentile = percentile
+        if self.norm:
+            self.scales = None
+        elif scales is not None:
+            missing = [s for s in self.shells if s not in {float(k) for k in scales}]
+            if missing:
+                raise InputError(f"scales: no divisor given for shell(s) {', '.join(f'{s:g}' for s in missing)}")
+            self.scales = {float(k): float(v) for k, v in scales.items()}
+        else:
+            self.scales = {s: shell_scale(s) for s in self.shells}
+
+    @property
+    def set_size(self) -> int:
+        """Directions used per example: ``q_in + q_out``."""
+        return self.q_in + self.q_out
+
+    # ------------------------------------------------------------------------------ public API
+
+    def load_data(
+        self,
+        paths: Sequence[str | os.PathLike] | str | os.PathLike,
+        validation: bool = False,
+        batch_size: int = 4,
+        bsize: int | None = None,
+        buffer_size: int = 10000,
+        run_par: bool = True,
+        check_files: bool = True,
+    ) -> tf.data.Dataset:
+        """Build the dataset for ``model.fit``.
+
+        Parameters
+        ----------
+        paths : TFRecord files written by ``save_tfrecord_data`` (one subject or octant each).
+        validation : file-order direction sets and no shuffling (the original's validation mode).
+        batch_size : examples per batch (``bsize`` is the original's name for it).
+        buffer_size : shuffle buffer, in examples (training only).
+        run_par : decode and patch subjects in parallel.
+        check_files : read every file once up front so that a missing or unreadable file, or a shell
+            with fewer than ``q_in + q_out`` directions, raises an InputError now rather than mid-fit.
+
+        Returns
+        -------
+        tf.data.Dataset
+            Elements ``((context, bvec_in, bvec_out), target)`` with shapes (B, q_in, m, n, o),
+            (B, q_in, 3), (B, q_out, 3) and (B, q_out, m, n, o), all float32; the signal is scaled.
+        """
+        if bsize is not None:
+            batch_size = bsize
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        files = [str(p) for p in paths]
+        if not files:
+            raise InputError("paths: expected at least one TFRecord file, found none")
+        if check_files:
+            for path in files:
+                self.check_file(path)
+        parallel = tf.data.AUTOTUNE if run_par else None
+        records = tf.data.TFRecordDataset(files).map(parse_tfrecord_example, num_parallel_calls=parallel)
+        # One random integer per subject and pass: new direction sets every epoch, reproducible from
+        # the seed because the draw travels with its subject whatever the parallelism.
+        subject_seeds = tf.data.Dataset.random(seed=self.seed, rerandomize_each_iteration=True)
+        dataset = tf.data.Dataset.zip((records, subject_seeds)).map(
+            lambda record, subject_seed: self.subject_examples(record, subject_seed, validation),
+            num_parallel_calls=parallel,
+            deterministic=True,
+        )
+        dataset = dataset.unbatch()
+        if not validation:
+            dataset = dataset.shuffle(buffer_size, seed=self.seed, reshuffle_each_iteration=True)
+        return dataset.batch(int(batch_size)).prefetch(tf.data.AUTOTUNE)
+
+    def check_file(self, path: str | os.PathLike) -> None:
+        """Raise InputError if ``path`` is not a readable subject TFRecord with enough directions per shell."""
+        path = str(path)
+        if not os.path.isfile(path):
+            raise InputError(f"{path}: TFRecord file not found")
+        try:
+            headers = [tf.io.parse_single_example(r, _SHAPE_FEATURES) for r in tf.data.TFRecordDataset(path)]
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
+            reason = (err.message or type(err).__name__).splitlines()[0]
+            raise InputError(f"{path}: expected a dMRI TFRecord file, could not read it ({reason})") from None
+        if not headers:
+            raise InputError(f"{path}: TFRecord file holds no subject record")
+        for header in headers:
+            bvals = tf.io.parse_tensor(header["bval"], tf.float32).numpy()
+            for shell in self.shells:
+                count = int(np.count_nonzero(np.abs(bvals - shell) <= self.shell_tolerance))
+                if count < self.set_size:
+                    raise InputError(
+                        f"{path}: shell b={shell:g} has {count} directions (|b - {shell:g}| <= "
+                        f"{self.shell_tolerance:g}); q_in + q_out = {self.set_size} are needed"
+                    )
+
+    def subject_examples(self, record: Mapping[str, tf.Tensor], subject_seed, validation: bool = False):
+        """All examples of one subject (graph-compatible).
+
+        Parameters
+        ----------
+        record : dict from ``parse_tfrecord_example``: ``dmri`` (i, j, k, q), ``bvec`` (3, q),
+            ``bval`` (q,), ``mask`` (i, j, k).
+        subject_seed : int64 scalar seeding this subject's direction sets (ignored for validation).
+        validation : file-order sets instead of farthest-point sets.
+
+        Returns
+        -------
+        ((context (X, q_in, m, n, o), bvec_in (X, q_in, 3), bvec_out (X, q_out, 3)), target (X, q_out, m, n, o))
+            with X = patches touching the mask × sets, summed over shells.
+        """
+        dmri, bvec, bval, mask = record["dmri"], record["bvec"], record["bval"], record["mask"]
+        q, m, n, o = self.set_size, *self.patch_shape
+        signal_parts, bvec_parts = [], []
+        for position, shell in enumerate(self.shells):
+            in_shell = tf.where(tf.abs(bval - shell) <= self.shell_tolerance)[:, 0]
+            n_dirs = tf.shape(in_shell, out_type=tf.int64)[0]
+            tf.debugging.assert_greater_equal(
+                n_dirs,
+                tf.constant(q, tf.int64),
+                message=f"shell b={shell:g} has fewer than q_in + q_out = {q} directions",
+            )
+            if validation:
+                n_sets = n_dirs // q
+                sets = tf.reshape(tf.range(n_sets * q, dtype=tf.int64), [-1, q])
+            else:
+                sets = tf.numpy_function(
+                    self._direction_sets,
+                    [tf.gather(bvec, in_shell, axis=1), subject_seed, tf.constant(position, tf.int64)],
+                    tf.int64,
+                    stateful=False,
+                )
+            volumes = tf.gather(in_shell, tf.reshape(sets, [-1]))  # (S * q,) volume indices, set-major
+            n_sets = tf.shape(volumes)[0] // q
+            shell_signal = tf.gather(dmri, volumes, axis=3) / self._scale_tensor(dmri, mask, in_shell, shell)
+            patches = extract_patches_tf(shell_signal, mask, self.patch_shape)  # (P, m, n, o, S * q)
+            n_patches = tf.shape(patches)[0]
+            patches = tf.reshape(patches, [n_patches, m, n, o, n_sets, q])
+            signal_parts.append(tf.reshape(tf.transpose(patches, [0, 4, 5, 1, 2, 3]), [-1, q, m, n, o]))
+            set_bvecs = tf.transpose(tf.reshape(tf.gather(bvec, volumes, axis=1), [3, n_sets, q]), [1, 2, 0])
+            bvec_parts.append(tf.reshape(tf.tile(set_bvecs[None], [n_patches, 1, 1, 1]), [-1, q, 3]))
+        signal = tf.concat(signal_parts, axis=0)
+        bvecs = tf.concat(bvec_parts, axis=0)
+        context = tf.ensure_shape(signal[:, : self.q_in], [None, self.q_in, m, n, o])
+        target = tf.ensure_shape(signal[:, self.q_in :], [None, self.q_out, m, n, o])
+        bvec_in = tf.ensure_shape(bvecs[:, : self.q_in], [None, self.q_in, 3])
+        bvec_out = tf.ensure_shape(bvecs[:, self.q_in :], [None, self.q_out, 3])
+        return (context, bvec_in, bvec_out), target
+
+    # ------------------------------------------------------------------------------ internals
+
+    def _direction_sets(self, shell_bvecs: np.ndarray, subject_seed: np.int64, position: np.int64) -> np.ndarray:
+        """(S, q_in + q_out) int64 farthest-point sets over the shell's directions (NumPy, per subject)."""
+        rng = None
+        if self.random_start:
+            rng = np.random.default_rng([int(subject_seed) & 0xFFFFFFFFFFFFFFFF, int(position)])
+        inputs, outputs = farthest_point_subsets(shell_bvecs, self.q_in, self.q_out, rng)
+        return np.concatenate([inputs, outputs], axis=1)
+
+    def _scale_tensor(self, dmri: tf.Tensor, mask: tf.Tensor, in_shell: tf.Tensor, shell: float) -> tf.Tensor:
+        if not self.norm:
+            return tf.constant(self.scales[shell], tf.float32)
+        inside = tf.boolean_mask(tf.gather(dmri, in_shell, axis=3), tf.not_equal(mask, 0))
+        percentile = self.percentile
+        scale = tf.numpy_function(
+            lambda values: np.float32(percentile_scale(values, np.ones(values.shape, bool), percentile)),
+            [inside],
+            tf.float32,
+            stateful=False,
+        )
+        return tf.reshape(scale, [])
