@@ -1,0 +1,36 @@
+"""``dmri_rcnn_download_all_weights.py``: fetch every published dMRI-RCNN checkpoint into ``$DMRI_RCNN_DIR``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from dmri_rcnn.errors import InputError
+
+PROG = "dmri_rcnn_download_all_weights.py"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Download all published dMRI-RCNN weights (1D and 3D, every shell and q_in) into "
+        "$DMRI_RCNN_DIR (default ~/.dmri_rcnn). Files already present are kept.",
+    )
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="Hide progress bars.")
+    args = parser.parse_args(argv)
+
+    from dmri_rcnn.core.weights import PUBLISHED_WEIGHTS, get_weights
+
+    for model_dim, shell, q_in in PUBLISHED_WEIGHTS:
+        label = f"{model_dim}D {shell if isinstance(shell, str) else f'b{shell}'} q_in={q_in}"
+        try:
+            prefix = get_weights(model_dim, shell, q_in, progress=args.progress)
+        except InputError as err:
+            print(f"{PROG}: error: {label}: {err}", file=sys.stderr)
+            return 1
+        print(f"{label}: {prefix}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""``run_dmri_rcnn.py``: infer new dMRI volumes with the dMRI-RCNN (the original package's command).
+
+Example (as in the original README)::
+
+    run_dmri_rcnn.py -dmri_in context_dmri.nii.gz -bvec_in context_bvecs -bvec_out target_bvecs \
+        -mask brain_mask.nii.gz -dmri_out inferred_dmri.nii.gz -s 1000 -m 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from dmri_rcnn.errors import InputError
+
+PROG = "run_dmri_rcnn.py"
+SHELLS = (1000, 2000, 3000)
+PUBLISHED_Q_IN = (6, 10, 30)
+SHELL_TOLERANCE = 30
+
+
+def shell_value(text: str) -> int:
+    """Parse ``-s``: a b-value within ±30 s/mm² of 1000, 2000 or 3000 gives that shell."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid shell {text!r}; expected one of 1000, 2000, 3000") from None
+    for shell in SHELLS:
+        if abs(value - shell) <= SHELL_TOLERANCE:
+            return shell
+    raise argparse.ArgumentTypeError(
+        f"unknown shell {text}; expected one of 1000, 2000, 3000 (within ±{SHELL_TOLERANCE} s/mm²)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="dMRI RCNN Angular Super-resolution: infer dMRI volumes for new b-vectors from a few "
+        "context volumes.",
+        epilog="Weights are downloaded to ~/.dmri_rcnn unless DMRI_RCNN_DIR is set.",
+    )
+    parser.add_argument("-dmri_in", dest="dmri_in", required=True,
+                        help="Context dMRI NIfTI volume. Must be single-shell and contain q_in 3D volumes")
+    parser.add_argument("-bvec_in", dest="bvec_in", required=True,
+                        help="Context b-vector text file. Whitespace delimited with 3 rows and q_in columns")
+    parser.add_argument("-bvec_out", dest="bvec_out", required=True,
+                        help="Target b-vector text file. Whitespace delimited with 3 rows and q_out columns")
+    parser.add_argument("-mask", dest="mask", required=True,
+                        help="Brain mask NIfTI volume. Must have same spatial dimensions as dmri_in.")
+    parser.add_argument("-dmri_out", dest="dmri_out", required=True,
+                        help="Inferred dMRI NIfTI volume. This will contain q_out inferred volumes.")
+    parser.add_argument("-s", "--shell", dest="shell", type=shell_value, required=True,
+                        metavar="{1000,2000,3000}",
+                        help="Shell to perform inference with. Must be same shell as context/target dMRI and "
+                        "b-vectors (b-values within ±30 are accepted)")
+    parser.add_argument("-m", "--model-dim", dest="model_dim", type=int, choices=[1, 3], default=3,
+                        help="Model dimensionality, choose either 1 or 3. Default: 3.")
+    parser.add_argument("-c", "--combined", dest="combined", action="store_true",
+                        help="Use combined shell model. Currently only applicable with 3D model and 10 q_in.")
+    parser.add_argument("-n", "--norm", dest="norm", action="store_true",
+                        help="Perform normalisation using 99 percentile of data. Only implemented with "
+                        "--combined flag, and only for q_in = 10")
+    parser.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=4,
+                        help="Batch size to run model inference with. Default: 4.")
+    parser.add_argument("--weights", dest="weights", default=None, metavar="PATH",
+                        help="Use these weights instead of the published ones: an original TensorFlow "
+                        "checkpoint prefix (…/weights) or a .weights.h5 file of this package.")
+    parser.add_argument("--overlap", dest="overlap", action="store_true",
+                        help="Predict overlapping patches (stride 5) and blend them smoothly, avoiding the "
+                        "seams of the original's non-overlapping tiling (about 8x slower).")
+    parser.add_argument("--q-out-chunk", dest="q_out_chunk", type=int, default=None, metavar="N",
+                        help="Decode at most N target directions at once to bound memory (same result).")
+    parser.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="Do not show the progress bar.")
+    return parser
+
+
+# ------------------------------------------------------------------------------------------ input checks
+
+
+def _require_file(path: str, flag: str) -> Path:
+    candidate = Path(path)
+    if not candidate.is_file():
+        raise InputError(f"{flag} {path}: file not found")
+    return candidate
+
+
+def _load_bvecs(path: str, flag: str) -> np.ndarray:
+    from dmri_rcnn.core.io import load_bvec
+
+    _require_file(path, flag)
+    try:
+        table = load_bvec(path)
+    except InputError as err:
+        raise InputError(f"{flag} {err}") from None
+    return np.asarray(table, dtype=np.float32)
+
+
+def _load_image(path: str, flag: str):
+    from dmri_rcnn.core.io import load_nifti_image
+
+    _require_file(path, flag)
+    try:
+        return load_nifti_image(path)
+    except InputError as err:
+        raise InputError(f"{flag} {err}") from None
+
+
+def _check_output_path(path: str) -> Path:
+    target = Path(path)
+    if not (target.name.endswith(".nii") or target.name.endswith(".nii.gz")):
+        raise InputError(f"-dmri_out {path}: expected a .nii or .nii.gz file name")
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"-dmri_out {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise InputError(f"-dmri_out {path}: cannot write there (permission denied)")
+    if target.is_dir():
+        raise InputError(f"-dmri_out {path}: is a directory")
+    return target
+
+
+def load_inputs(args):
+    """Read and check every input; return (image, dmri, bvec_in, bvec_out, mask)."""
+    output = _check_output_path(args.dmri_out)
+    bvec_in = _load_bvecs(args.bvec_in, "-bvec_in")
+    bvec_out = _load_bvecs(args.bvec_out, "-bvec_out")
+    q_in = bvec_in.shape[1]
+    if args.weights is None and q_in not in PUBLISHED_Q_IN:
+        raise InputError(
+            f"-bvec_in {args.bvec_in} has 3 rows and {q_in} columns; q_in must be one of 6, 10, 30 "
+            "(the published models), or give --weights of a model trained for it"
+        )
+    image = _load_image(args.dmri_in, "-dmri_in")
+    if len(image.shape) != 4:
+        raise InputError(f"-dmri_in {args.dmri_in}: expected a 4D image (i, j, k, q_in), found shape {image.shape}")
+    if image.shape[3] != q_in:
+        raise InputError(
+            f"-dmri_in {args.dmri_in} has {image.shape[3]} volumes but -bvec_in {args.bvec_in} has {q_in} "
+            "directions; they must match"
+        )
+    mask_image = _load_image(args.mask, "-mask")
+    if tuple(mask_image.shape) != tuple(image.shape[:3]):
+        raise InputError(
+            f"-mask {args.mask} has shape {tuple(mask_image.shape)}; expected the dMRI's spatial shape "
+            f"{tuple(image.shape[:3])}"
+        )
+    dmri = np.asarray(image.dataobj, dtype=np.float32)
+    bad = int(np.count_nonzero(~np.isfinite(dmri)))
+    if bad:
+        raise InputError(f"-dmri_in {args.dmri_in}: expected finite values, found {bad} NaN/Inf value(s)")
+    mask = np.asarray(mask_image.dataobj, dtype=np.float32)
+    if not np.all(np.isfinite(mask)):
+        raise InputError(f"-mask {args.mask}: expected finite values, found NaN/Inf")
+    if not np.any(mask > 0):
+        raise InputError(f"-mask {args.mask}: the brain mask has no voxel > 0")
+    return output, image, dmri, bvec_in, bvec_out, mask > 0
+
+
+def select_weights(args, q_in: int):
+    from dmri_rcnn.core.weights import get_weights, weights_key
+
+    if args.weights is not None:
+        return args.weights
+    if args.norm and not args.combined:
+        raise InputError("-n/--norm is only available with -c/--combined (the all_norm weights)")
+    weights_key(args.model_dim, args.shell, q_in, args.combined, args.norm)  # fail before downloading
+    return get_weights(args.model_dim, args.shell, q_in, combined=args.combined, norm=args.norm,
+                       progress=args.progress)
+
+
+def write_output(volumes: np.ndarray, image, target: Path) -> None:
+    """Save float32 ``volumes`` with the input image's affine and header, atomically."""
+    from dmri_rcnn.core.io import save_nifti
+
+    save_nifti(volumes.astype(np.float32, copy=False), image.affine, target, header=image.header)
+
+
+def print_summary(args, q_in: int, q_out: int) -> None:
+    kind = f"{args.model_dim}D" + (" Combined" if args.combined else "")
+    print("Model parameters selected:")
+    print(f"    Model Type -> {kind}")
+    print(f"    Shell -> {args.shell}")
+    print(f"    q_in -> {q_in}")
+    print(f"    q_out -> {q_out}")
+    if args.weights:
+        print(f"    Weights -> {args.weights}")
+
+
+def run(args) -> Path:
+    """Run inference for parsed ``args``; return the written path."""
+    if args.batch_size < 1:
+        raise InputError(f"-b/--batch-size must be >= 1, found {args.batch_size}")
+    target, image, dmri, bvec_in, bvec_out, mask = load_inputs(args)
+    q_in, q_out = bvec_in.shape[1], bvec_out.shape[1]
+    print_summary(args, q_in, q_out)
+    weights = select_weights(args, q_in)
+
+    from dmri_rcnn.core.inference import infer
+    from dmri_rcnn.core.model import get_autoencoder
+    from dmri_rcnn.core.processing.scaling import percentile_scale, shell_scale
+
+    model = get_autoencoder(args.model_dim, weights)
+    scale = percentile_scale(dmri, mask, 99) if args.norm else shell_scale(args.shell)
+    volumes = infer(dmri, bvec_in, bvec_out, mask, model, scale=scale, batch_size=args.batch_size,
+                    overlap=args.overlap, q_out_chunk=args.q_out_chunk, progress=args.progress)
+    write_output(volumes, image, target)
+    print(f"Wrote {target} ({volumes.shape[0]}x{volumes.shape[1]}x{volumes.shape[2]}, {q_out} volumes)")
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except InputError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

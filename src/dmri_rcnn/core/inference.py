@@ -1,0 +1,218 @@
+"""Whole-volume inference with a dMRI-RCNN: scale, pad, cut into patches, predict, stitch, rescale.
+
+The default reproduces the original package's inference exactly: the signal is divided by ``scale``
+(per-shell constant or per-subject percentile), each spatial axis is zero-padded centrally to a multiple
+of 10, the volume is tiled into non-overlapping 10x10x10 patches, patches without a mask voxel are skipped
+(their output is zero), and predictions are stitched back, cropped and multiplied by ``scale``. Voxels
+outside the mask but inside a kept patch are predicted like any other voxel (not masked).
+
+``overlap=True`` instead predicts patches every ``stride`` voxels and blends them with a smooth window, so
+that there are no seams at patch borders.
+
+Batches are predicted one after another and written straight into the preallocated output, so memory
+does not grow with the number of patches; ``q_out_chunk`` bounds it in the number of target directions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from dmri_rcnn.core.processing.patching import central_padding
+from dmri_rcnn.core.processing.scaling import shell_scale
+from dmri_rcnn.errors import InputError
+
+PATCH_SHAPE = (10, 10, 10)
+
+
+def _check_inputs(dmri, bvec_in, bvec_out, mask):
+    if dmri.ndim != 4:
+        raise InputError(f"dmri: expected a 4D array (i, j, k, q_in), found shape {dmri.shape}")
+    if mask.shape != dmri.shape[:3]:
+        raise InputError(f"mask: expected spatial shape {dmri.shape[:3]} of the dMRI, found {mask.shape}")
+    for name, bvec in (("bvec_in", bvec_in), ("bvec_out", bvec_out)):
+        if bvec.ndim != 2 or bvec.shape[0] != 3:
+            raise InputError(f"{name}: expected shape (3, N), found {bvec.shape}")
+        if not np.all(np.isfinite(bvec)):
+            raise InputError(f"{name}: contains NaN or Inf")
+    if bvec_in.shape[1] != dmri.shape[3]:
+        raise InputError(f"bvec_in has {bvec_in.shape[1]} directions but the dMRI has {dmri.shape[3]} volumes")
+
+
+class _Predictor:
+    """Runs a model on batches; with an encoder/decoder model the latent is computed once per batch."""
+
+    def __init__(self, model):
+        import tensorflow as tf
+
+        def compiled(call, keras_model):
+            # One trace for every batch size and q: shapes come from the model's inputs (None = variable).
+            specs = [tf.TensorSpec(tuple(t.shape), tf.float32) for t in keras_model.inputs]
+            return tf.function(call, input_signature=specs)
+
+        names = {layer.name for layer in model.layers}
+        if {"encoder", "decoder"} <= names:
+            encoder, decoder = model.get_layer("encoder"), model.get_layer("decoder")
+            self._encode = compiled(lambda x, b: encoder([x, b], training=False), encoder)
+            self._decode = compiled(lambda s, b: decoder([s, b], training=False), decoder)
+            self._whole = None
+        else:
+            self._whole = compiled(lambda x, b, o: model([x, b, o], training=False), model)
+
+    def __call__(self, images, bvec_in, bvec_out, q_out_chunk):
+        """images (n, q_in, 10, 10, 10), bvec_in (n, q_in, 3), bvec_out (n, q_out, 3) -> (n, q_out, 10, 10, 10)."""
+        q_out = bvec_out.shape[1]
+        chunk = q_out if not q_out_chunk else int(q_out_chunk)
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        bvec_in = np.ascontiguousarray(bvec_in, dtype=np.float32)
+        bvec_out = np.ascontiguousarray(bvec_out, dtype=np.float32)
+        latent = None if self._whole else self._encode(images, bvec_in)
+        parts = []
+        for start in range(0, q_out, chunk):
+            targets = bvec_out[:, start : start + chunk]
+            if latent is None:
+                parts.append(np.asarray(self._whole(images, bvec_in, targets)))
+            else:
+                parts.append(np.asarray(self._decode(latent, targets)))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+
+
+def blending_window(size: int = 10) -> np.ndarray:
+    """1D weights ``sin²(π (t + 0.5) / size)``: smooth, largest at the centre, never zero."""
+    t = np.arange(size, dtype=np.float64)
+    return np.sin(np.pi * (t + 0.5) / size) ** 2
+
+
+def overlap_padding(spatial_shape, stride: int, patch: int = 10) -> np.ndarray:
+    """(3, 2) central padding so that patches every ``stride`` voxels cover each voxel ``patch/stride`` times.
+
+    ``patch - stride`` extra voxels are added on each side so that border voxels are blended as well.
+    """
+    padding = []
+    for size in spatial_shape[:3]:
+        needed = size + 2 * (patch - stride)
+        length = patch + math.ceil(max(needed - patch, 0) / stride) * stride
+        total = length - size
+        padding.append((total // 2, total - total // 2))
+    return np.asarray(padding, dtype=np.int64)
+
+
+def infer(
+    dmri: np.ndarray,
+    bvec_in: np.ndarray,
+    bvec_out: np.ndarray,
+    mask: np.ndarray,
+    model,
+    shell: int | None = None,
+    scale: float | None = None,
+    batch_size: int = 4,
+    overlap: bool = False,
+    stride: int = 5,
+    q_out_chunk: int | None = None,
+    progress: bool = True,
+) -> np.ndarray:
+    """Predict the dMRI volumes of ``bvec_out`` from the context volumes ``dmri``.
+
+    Parameters
+    ----------
+    dmri : (i, j, k, q_in) array, raw signal (any real dtype)
+    bvec_in : (3, q_in) float, unit b-vectors of ``dmri``
+    bvec_out : (3, q_out) float, unit b-vectors to predict
+    mask : (i, j, k) array, brain mask (voxels > 0 are brain)
+    model : keras.Model from :mod:`dmri_rcnn.core.model` (10x10x10 patches)
+    shell : b-value (1000, 2000, 3000 s/mm²) selecting the original's constant divisor; ignored if
+        ``scale`` is given.
+    scale : divisor of the signal (e.g. :func:`dmri_rcnn.core.processing.scaling.percentile_scale`).
+    batch_size : patches per model call.
+    overlap : if True, patches every ``stride`` voxels blended with :func:`blending_window`.
+    stride : patch spacing with ``overlap`` (must divide into 1..10).
+    q_out_chunk : decode at most this many target directions at once (same result, less memory).
+    progress : show a tqdm bar over patches.
+
+    Returns
+    -------
+    (i, j, k, q_out) float32, predicted signal in the units of ``dmri``.
+    """
+    dmri = np.asarray(dmri)
+    bvec_in = np.asarray(bvec_in, dtype=np.float32)
+    bvec_out = np.asarray(bvec_out, dtype=np.float32)
+    mask = np.asarray(mask)
+    _check_inputs(dmri, bvec_in, bvec_out, mask)
+    if scale is None:
+        if shell is None:
+            raise InputError("infer: give either shell (1000, 2000, 3000) or scale")
+        scale = shell_scale(shell)
+    scale = float(scale)
+    if not np.isfinite(scale) or scale <= 0:
+        raise InputError(f"infer: scale must be a positive number, found {scale}")
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1, found {batch_size}")
+    if q_out_chunk is not None and q_out_chunk < 1:
+        raise InputError(f"q_out_chunk must be >= 1, found {q_out_chunk}")
+    patch = PATCH_SHAPE[0]
+    if overlap and not 1 <= stride <= patch:
+        raise InputError(f"stride must be between 1 and {patch}, found {stride}")
+    step = stride if overlap else patch
+
+    spatial = dmri.shape[:3]
+    q_out = bvec_out.shape[1]
+    padding = overlap_padding(spatial, step, patch) if overlap else central_padding(spatial, PATCH_SHAPE)
+    pad_width = [tuple(int(p) for p in pair) for pair in padding]
+    scaled = np.pad(dmri.astype(np.float32) / scale, pad_width + [(0, 0)])
+    brain = np.pad(mask > 0, pad_width)
+    padded_shape = scaled.shape[:3]
+
+    # Patch corners on a regular grid; keep those with at least one mask voxel.
+    grid = [np.arange(0, n - patch + 1, step) for n in padded_shape]
+    windows = np.lib.stride_tricks.sliding_window_view(brain, PATCH_SHAPE)[:: step, :: step, :: step]
+    keep = windows.any(axis=(3, 4, 5))
+    corners = np.stack(np.nonzero(keep), axis=1) * step  # (n_kept, 3) in raster order, k fastest
+    assert windows.shape[:3] == tuple(len(g) for g in grid)
+
+    output = np.zeros(padded_shape + (q_out,), dtype=np.float32)
+    if overlap:
+        window_1d = blending_window(patch).astype(np.float32)
+        window = window_1d[:, None, None] * window_1d[None, :, None] * window_1d[None, None, :]
+        weight = np.zeros(padded_shape, dtype=np.float32)
+    else:
+        # Non-overlapping blocks: a writable (Mx, My, Mz, 10, 10, 10, q_out) view of the output.
+        counts = [n // patch for n in padded_shape]
+        blocks = output.reshape(counts[0], patch, counts[1], patch, counts[2], patch, q_out).transpose(
+            0, 2, 4, 1, 3, 5, 6
+        )
+
+    predictor = _Predictor(model)
+    offsets = np.arange(patch)
+    q_in = dmri.shape[3]
+    with tqdm(total=len(corners), unit="patch", desc="RCNN inference", disable=not progress) as bar:
+        for start in range(0, len(corners), batch_size):
+            batch = corners[start : start + batch_size]
+            n = len(batch)
+            ii = (batch[:, 0, None] + offsets)[:, :, None, None]
+            jj = (batch[:, 1, None] + offsets)[:, None, :, None]
+            kk = (batch[:, 2, None] + offsets)[:, None, None, :]
+            images = np.moveaxis(scaled[ii, jj, kk], -1, 1)  # (n, q_in, 10, 10, 10)
+            predicted = predictor(
+                images,
+                np.broadcast_to(bvec_in.T, (n, q_in, 3)),
+                np.broadcast_to(bvec_out.T, (n, q_out, 3)),
+                q_out_chunk,
+            )
+            predicted = np.moveaxis(predicted, 1, -1)  # (n, 10, 10, 10, q_out)
+            if overlap:
+                for corner, values in zip(batch, predicted):
+                    region = tuple(slice(c, c + patch) for c in corner)
+                    output[region] += values * window[..., None]
+                    weight[region] += window
+            else:
+                blocks[batch[:, 0] // patch, batch[:, 1] // patch, batch[:, 2] // patch] = predicted
+            bar.update(n)
+
+    if overlap:
+        np.divide(output, weight[..., None], out=output, where=weight[..., None] > 0)
+    crop = tuple(slice(int(before), int(before) + size) for (before, _), size in zip(padding, spatial))
+    result = output[crop]
+    result *= np.float32(scale)
+    return result

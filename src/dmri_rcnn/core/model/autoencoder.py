@@ -1,0 +1,261 @@
+"""The dMRI-RCNN autoencoder (Lyon, Armitage & Álvarez, MIDL 2022) on Keras 3.
+
+The encoder reads ``q_in`` context volumes of a 10x10x10 patch with their b-vectors, extracts features
+from every q-sample with 3D convolutions, and a ConvLSTM3D folds the q-samples into one latent volume
+``(10, 10, 10, 48)``. The decoder repeats that latent for every target b-vector and predicts each target
+volume independently. Widths, kernel sizes, concatenation order and normalisations are those of the
+original package, so its published TensorFlow checkpoints load into these models
+(:func:`dmri_rcnn.core.weights.load_original_checkpoint`).
+
+Every convolution block is conv -> activation -> normalisation (in that order). "layer" normalisation is
+``LayerNormalization`` over the three spatial axes, i.e. per sample, per q and per channel, with a
+per-voxel gamma/beta of shape ``patch_shape``; "batch" is ``BatchNormalization`` over channels.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import keras
+from keras import layers
+
+from dmri_rcnn.core.model.layers import (
+    RepeatLatent,
+    SampleWiseConv3D,
+    TileBVectors,
+    keras2_hard_sigmoid,
+)
+
+PATCH_SHAPE = (10, 10, 10)
+LSTM_UNITS = 48
+
+#: A convolution block: (name, filters at width 1.0, cubic kernel size).
+Block = tuple[str, int, int]
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Layer widths of one model variant. Parallel blocks are concatenated in the order listed."""
+
+    encoder_init: Block
+    encoder_branch1: tuple[Block, ...]
+    encoder_branch2: tuple[Block, ...]
+    encoder_latent: tuple[Block, ...]
+    decoder_latent: tuple[Block, ...]
+    decoder_branch1: tuple[Block, ...]
+    decoder_branch2: tuple[Block, ...]
+    decoder_head: Block
+
+    def encoder_blocks(self) -> list[str]:
+        """Weight-bearing encoder layers in creation order (the original checkpoint's numbering)."""
+        blocks = [self.encoder_init, *self.encoder_branch1, *self.encoder_branch2, *self.encoder_latent]
+        return [name for name, _, _ in blocks] + ["conv_lstm"]
+
+    def decoder_blocks(self) -> list[str]:
+        """Weight-bearing decoder layers in creation order; the last two have no normalisation."""
+        blocks = [*self.decoder_latent, *self.decoder_branch1, *self.decoder_branch2, self.decoder_head]
+        return [name for name, _, _ in blocks] + ["dc4"]
+
+
+ARCHITECTURES: dict[int, Architecture] = {
+    3: Architecture(
+        encoder_init=("init", 200, 1),
+        encoder_branch1=(("ecv11", 104, 1), ("ecv12", 200, 2), ("ecv13", 72, 3)),
+        encoder_branch2=(("ecv21", 280, 1), ("ecv22", 240, 2), ("ecv23", 144, 3)),
+        encoder_latent=(("ecvl1", 32, 1), ("ecvl2", 88, 1)),
+        decoder_latent=(("dcvl1", 176, 1), ("dcvl2", 224, 1)),
+        decoder_branch1=(("dcv11", 240, 1), ("dcv12", 256, 2), ("dcv13", 136, 3)),
+        decoder_branch2=(("dcv21", 176, 1), ("dcv22", 136, 2), ("dcv23", 88, 3)),
+        decoder_head=("dcv3", 16, 1),
+    ),
+    # The pointwise variant keeps the 3D model's concatenated widths (380, 668, 227, 635, 403).
+    1: Architecture(
+        encoder_init=("init", 200, 1),
+        encoder_branch1=(("ecv11", 376, 1),),
+        encoder_branch2=(("ecv21", 664, 1),),
+        encoder_latent=(("ecvl1", 32, 1), ("ecvl2", 88, 1)),
+        decoder_latent=(("dcvl1", 176, 1), ("dcvl2", 224, 1)),
+        decoder_branch1=(("dcv11", 632, 1),),
+        decoder_branch2=(("dcv21", 400, 1),),
+        decoder_head=("dcv3", 16, 1),
+    ),
+}
+
+
+def _scaled(filters: int, width: float) -> int:
+    return max(1, int(round(filters * width)))
+
+
+def conv_block(tensor, block: Block, width: float, norm: str | None, activation: str = "swish"):
+    """Conv3D on every q-sample -> activation -> optional normalisation.
+
+    Parameters
+    ----------
+    tensor : KerasTensor, (batch, q, x, y, z, c_in)
+    block : (name, filters, kernel_size); layers are named ``{name}_conv``, ``{name}_{activation}``,
+        ``{name}_norm``.
+    width : multiplier on ``filters``.
+    norm : ``"layer"`` (spatial LayerNormalization), ``"batch"`` or ``None``.
+    """
+    name, filters, kernel_size = block
+    tensor = SampleWiseConv3D(
+        _scaled(filters, width),
+        kernel_size,
+        padding="same",
+        kernel_initializer="he_uniform",
+        name=f"{name}_conv",
+    )(tensor)
+    tensor = layers.Activation(activation, name=f"{name}_{activation}")(tensor)
+    if norm == "layer":
+        tensor = layers.LayerNormalization(axis=(2, 3, 4), epsilon=1e-3, name=f"{name}_norm")(tensor)
+    elif norm == "batch":
+        tensor = layers.BatchNormalization(axis=-1, momentum=0.99, epsilon=1e-3, name=f"{name}_norm")(tensor)
+    elif norm is not None:
+        raise ValueError(f"unknown normalisation {norm!r}; expected 'layer', 'batch' or None")
+    return tensor
+
+
+def _branches(tensor, blocks, width, norm, skip):
+    outputs = [conv_block(tensor, block, width, norm) for block in blocks]
+    return layers.Concatenate(axis=-1, name=f"{blocks[0][0][:-1]}_concat")([*outputs, skip])
+
+
+def build_encoder(
+    arch: Architecture,
+    q_in: int | None = None,
+    patch_shape=PATCH_SHAPE,
+    lstm_units: int = LSTM_UNITS,
+    width: float = 1.0,
+) -> keras.Model:
+    """Encoder: ``[image (batch, q_in, x, y, z), bvec (batch, q_in, 3)]`` -> latent ``(batch, x, y, z, units)``."""
+    patch_shape = tuple(patch_shape)
+    image = keras.Input(shape=(q_in, *patch_shape), name="image")
+    bvec = keras.Input(shape=(q_in, 3), name="bvec")
+
+    image_channel = layers.Reshape((-1, *patch_shape, 1), name="add_channel")(image)
+    bvec_field = TileBVectors(patch_shape, name="tile_bvec")(bvec)
+    # The 4-channel q-space input is re-attached after each branch block, like a skip connection.
+    qspace = layers.Concatenate(axis=-1, name="qspace")([image_channel, bvec_field])
+
+    init = conv_block(qspace, arch.encoder_init, width, "layer")
+    tensor = _branches(init, arch.encoder_branch1, width, "layer", qspace)
+    tensor = _branches(tensor, arch.encoder_branch2, width, "batch", qspace)
+    for block in arch.encoder_latent:
+        tensor = conv_block(tensor, block, width, "batch")
+    latent = layers.ConvLSTM3D(
+        _scaled(lstm_units, width),
+        1,
+        activation="tanh",
+        recurrent_activation=keras2_hard_sigmoid,
+        return_sequences=False,
+        name="conv_lstm",
+    )(tensor)
+    return keras.Model(inputs=[image, bvec], outputs=latent, name="encoder")
+
+
+def build_decoder(
+    arch: Architecture,
+    q_out: int | None = None,
+    patch_shape=PATCH_SHAPE,
+    lstm_units: int = LSTM_UNITS,
+    width: float = 1.0,
+) -> keras.Model:
+    """Decoder: ``[state (batch, x, y, z, units), bvec (batch, q_out, 3)]`` -> ``(batch, q_out, x, y, z)``.
+
+    Each target direction is decoded from the same latent, independently of the others.
+    """
+    patch_shape = tuple(patch_shape)
+    state = keras.Input(shape=(*patch_shape, _scaled(lstm_units, width)), name="state")
+    bvec = keras.Input(shape=(q_out, 3), name="bvec")
+
+    repeated = RepeatLatent(name="repeat_state")([state, bvec])
+    bvec_field = TileBVectors(patch_shape, name="tile_bvec")(bvec)
+    tensor = layers.Concatenate(axis=-1, name="state_bvec")([repeated, bvec_field])
+    for block in arch.decoder_latent:
+        tensor = conv_block(tensor, block, width, "batch")
+    tensor = layers.Concatenate(axis=-1, name="dcvl_concat")([tensor, bvec_field])
+    tensor = _branches(tensor, arch.decoder_branch1, width, "batch", bvec_field)
+    tensor = _branches(tensor, arch.decoder_branch2, width, "batch", bvec_field)
+    tensor = conv_block(tensor, arch.decoder_head, width, None)
+    tensor = conv_block(tensor, ("dc4", 1, 1), 1.0, None, activation="relu")
+    volumes = layers.Reshape((-1, *patch_shape), name="drop_channel")(tensor)
+    return keras.Model(inputs=[state, bvec], outputs=volumes, name="decoder")
+
+
+def adam_optimizer() -> keras.optimizers.Optimizer:
+    """The original's optimiser: Adam, learning rate 1e-3, betas (0.9, 0.999), epsilon 1e-7."""
+    return keras.optimizers.Adam(learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
+
+
+def _build_autoencoder(
+    model_dim: int,
+    weights: str | os.PathLike | None = None,
+    width: float = 1.0,
+    q_in: int | None = None,
+    q_out: int | None = None,
+    in_vox_shape=PATCH_SHAPE,
+    lstm_size: int = LSTM_UNITS,
+    loss="mae",
+) -> keras.Model:
+    if width <= 0:
+        raise ValueError(f"width must be > 0, got {width}")
+    arch = ARCHITECTURES[model_dim]
+    patch_shape = tuple(int(s) for s in in_vox_shape)
+    encoder = build_encoder(arch, q_in, patch_shape, lstm_size, width)
+    decoder = build_decoder(arch, q_out, patch_shape, lstm_size, width)
+
+    enc_images = keras.Input(shape=(q_in, *patch_shape), name="enc_images")
+    enc_bvecs = keras.Input(shape=(q_in, 3), name="enc_bvecs")
+    dec_bvecs = keras.Input(shape=(q_out, 3), name="dec_bvecs")
+    outputs = decoder([encoder([enc_images, enc_bvecs]), dec_bvecs])
+    model = keras.Model(
+        inputs=[enc_images, enc_bvecs, dec_bvecs], outputs=outputs, name=f"rcnn_{model_dim}d"
+    )
+    model.compile(loss=loss, optimizer=adam_optimizer())
+
+    if weights is not None:
+        from dmri_rcnn.core.weights import load_model_weights  # weights imports this module
+
+        load_model_weights(model, weights, model_dim=model_dim)
+    return model
+
+
+def get_3d_autoencoder(weights=None, width: float = 1.0, **kwargs) -> keras.Model:
+    """Compiled 3D dMRI-RCNN (6,833,193 parameters at ``width=1``), MAE loss, Adam(1e-3).
+
+    Parameters
+    ----------
+    weights : str or path, optional
+        A TensorFlow checkpoint prefix of the original package (``.../weights``, as returned by
+        :func:`dmri_rcnn.core.weights.get_weights`) or a ``.weights.h5`` file saved by this package.
+    width : float
+        Multiplier on every filter count and on the ConvLSTM units (1.0 = the paper). Smaller widths are
+        for quick CPU experiments; they cannot load the published weights.
+    **kwargs
+        ``q_in``, ``q_out`` (None = variable, the default), ``in_vox_shape`` (patch shape, (10, 10, 10)),
+        ``lstm_size`` (48), ``loss`` ("mae").
+
+    Returns
+    -------
+    keras.Model
+        Inputs ``enc_images (batch, q_in, 10, 10, 10)``, ``enc_bvecs (batch, q_in, 3)``,
+        ``dec_bvecs (batch, q_out, 3)``; output ``(batch, q_out, 10, 10, 10)`` scaled signal.
+    """
+    return _build_autoencoder(3, weights, width, **kwargs)
+
+
+def get_1d_autoencoder(weights=None, width: float = 1.0, **kwargs) -> keras.Model:
+    """Compiled pointwise (1x1x1 kernels) dMRI-RCNN (846,817 parameters at ``width=1``).
+
+    Same inputs, outputs and arguments as :func:`get_3d_autoencoder`. It still takes 10x10x10 patches
+    because the spatial LayerNormalization has per-voxel parameters.
+    """
+    return _build_autoencoder(1, weights, width, **kwargs)
+
+
+def get_autoencoder(model_dim: int, weights=None, width: float = 1.0, **kwargs) -> keras.Model:
+    """:func:`get_1d_autoencoder` or :func:`get_3d_autoencoder` by ``model_dim`` (1 or 3)."""
+    if model_dim not in ARCHITECTURES:
+        raise ValueError(f"model_dim must be 1 or 3, got {model_dim!r}")
+    return _build_autoencoder(model_dim, weights, width, **kwargs)

@@ -1,0 +1,95 @@
+"""Summary tables: per-(subject, shell, q_in, method) metric rows -> mean and sd per method, shell, q_in."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+
+from dmri_rcnn.errors import InputError
+from dmri_rcnn.utils import atomic_path
+
+#: Columns identifying one evaluated prediction.
+KEY_COLUMNS = ("method", "shell", "q_in")
+SUBJECT_COLUMN = "subject"
+
+#: Display order of methods (others follow alphabetically).
+METHOD_ORDER = ("SH_original", "SH", "1D", "3D")
+
+#: Display order of the main metrics (others follow in their order of appearance).
+METRIC_ORDER = (
+    "mae",
+    "rmse",
+    "psnr",
+    "ssim",
+    "mae_norm",
+    "rmse_norm",
+    "psnr_norm",
+    "ssim_norm",
+    "fa_mae",
+    "md_mae",
+    "pdd_angle_deg",
+    "pdd_angle_truth_deg",
+)
+
+
+def method_sort_key(method: str) -> tuple[int, str]:
+    """Sort key putting the known methods in :data:`METHOD_ORDER` first."""
+    return (METHOD_ORDER.index(method), "") if method in METHOD_ORDER else (len(METHOD_ORDER), str(method))
+
+
+def summarise_metrics(rows: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation of every metric over subjects, per method, shell and q_in.
+
+    Parameters
+    ----------
+    rows : DataFrame
+        One row per (subject, method, shell, q_in) with columns ``subject``, ``method``, ``shell``,
+        ``q_in`` and numeric metric columns (as returned by ``evaluate_prediction``).
+
+    Returns
+    -------
+    DataFrame
+        Columns ``method, shell, q_in, n_subjects`` then, per metric, ``{metric}`` (mean over subjects) and
+        ``{metric}_sd`` (sample standard deviation, ddof = 1; NaN for one subject). Rows ordered by
+        method (SH_original, SH, 1D, 3D, others), shell, q_in. Infinite values (PSNR of a perfect
+        prediction) give an infinite mean and a NaN sd.
+    """
+    required = (SUBJECT_COLUMN, *KEY_COLUMNS)
+    missing = [col for col in required if col not in rows.columns]
+    if missing:
+        raise InputError(f"metrics table lacks column(s) {', '.join(missing)}; found {', '.join(map(str, rows.columns))}")
+    if rows.duplicated(list(required)).any():
+        raise InputError("metrics table has more than one row for a (subject, method, shell, q_in)")
+    found = [c for c in rows.columns if c not in required and pd.api.types.is_numeric_dtype(rows[c])]
+    metric_columns = [c for c in METRIC_ORDER if c in found] + [c for c in found if c not in METRIC_ORDER]
+    grouped = rows.groupby(list(KEY_COLUMNS), sort=False)
+    with np.errstate(invalid="ignore"):
+        means = grouped[metric_columns].mean()
+        sds = grouped[metric_columns].std(ddof=1)
+    summary = pd.DataFrame(index=means.index)
+    summary["n_subjects"] = grouped[SUBJECT_COLUMN].nunique()
+    for col in metric_columns:
+        summary[col] = means[col]
+        summary[f"{col}_sd"] = sds[col]
+    summary = summary.reset_index()
+    order = sorted(
+        range(len(summary)),
+        key=lambda i: (method_sort_key(summary.loc[i, "method"]), summary.loc[i, "shell"], summary.loc[i, "q_in"]),
+    )
+    return summary.loc[order].reset_index(drop=True)
+
+
+def write_tsv(table: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write a table as tab-separated text atomically (no index, full float precision)."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+
+
+def read_metric_tables(paths) -> pd.DataFrame:
+    """Concatenate per-prediction metrics TSVs into one table."""
+    frames = [pd.read_csv(path, sep="\t") for path in paths]
+    if not frames:
+        raise InputError("no metrics tables given to summarise")
+    return pd.concat(frames, ignore_index=True)
