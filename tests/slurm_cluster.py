@@ -12,8 +12,8 @@ machine's ``/etc`` alone, slurmd runs in a private mount namespace (``unshare -m
 temporary configuration directory is bind-mounted on ``/etc/slurm``; jobs inherit that namespace. Client
 commands outside it (``sbatch``, ``squeue`` from Snakemake) find the configuration via ``SLURM_CONF``.
 
-The node declares the CPUs, memory and one GPU of a typical GPU node (16 CPUs, 64 GB, ``gres/gpu``
-backed by ``/dev/null``) whatever the hardware (``SlurmdParameters=config_overrides``), so the requests
+The node declares the CPUs, memory and GPUs of a typical GPU node (16 CPUs, 64 GB, two ``gres/gpu``
+backed by stand-in device files such as ``/dev/null``) whatever the hardware (``SlurmdParameters=config_overrides``), so the requests
 of ``workflow/profiles/slurm`` (``--gpus=1``, ``--cpus-per-task=8``, ``--mem=32000``) are schedulable
 unchanged. Nothing is enforced (no cgroups) and no real device is bound; the tests cap concurrency with
 Snakemake's ``jobs`` so the real load stays within the machine.
@@ -238,8 +238,11 @@ NodeName={cluster.nodename} NodeHostname={host} NodeAddr=127.0.0.1 CPUs={cpus} R
 PartitionName={PARTITION} Nodes={cluster.nodename} Default=YES MaxTime=INFINITE State=UP
 """
     cluster.conf_file.write_text(conf)
-    # Stand-in GPU devices: slurmd wants a device file per GPU; /dev/null binds nothing.
-    devices = ",".join(["/dev/null"] * gpus)
+    # Stand-in GPU devices: slurmd wants one distinct device file per GPU; none of these is bound.
+    stand_ins = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random"]
+    if gpus > len(stand_ins):
+        raise SlurmUnavailable(f"at most {len(stand_ins)} stand-in GPUs, asked for {gpus}")
+    devices = ",".join(stand_ins[:gpus])
     (cluster.conf_dir / "gres.conf").write_text(f"NodeName={cluster.nodename} Name=gpu File={devices}\n")
 
 
@@ -270,7 +273,7 @@ def _wait_for(cluster: LocalSlurm, what: str, check, timeout_s: float) -> None:
     raise SlurmUnavailable(f"timed out after {timeout_s:.0f} s waiting for {what}:\n{cluster.logs()}")
 
 
-def start(root: Path, cpus: int = 16, memory_mb: int = 64000, gpus: int = 1, timeout_s: float = 60) -> LocalSlurm:
+def start(root: Path, cpus: int = 16, memory_mb: int = 64000, gpus: int = 2, timeout_s: float = 60) -> LocalSlurm:
     """Install if needed, configure in ``root`` and start munged, slurmctld and slurmd.
 
     Returns once ``sinfo`` reports the node idle. On any failure every daemon already started is
