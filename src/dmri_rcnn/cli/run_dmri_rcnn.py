@@ -72,9 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "checkpoint prefix (…/weights) or a .weights.h5 file of this package.")
     parser.add_argument("--overlap", dest="overlap", action="store_true",
                         help="Predict overlapping patches (stride 5) and blend them smoothly, avoiding the "
-                        "seams of the original's non-overlapping tiling (about 8x slower).")
+                        "seams of the original's non-overlapping tiling (about 8x as many patches to predict).")
     parser.add_argument("--q-out-chunk", dest="q_out_chunk", type=int, default=None, metavar="N",
-                        help="Decode at most N target directions at once to bound memory (same result).")
+                        help="Decode at most N target directions at once to bound memory (same result up to float rounding).")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="Do not show the progress bar.")
     return parser

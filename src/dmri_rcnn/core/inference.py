@@ -128,7 +128,7 @@ def infer(
     batch_size : patches per model call.
     overlap : if True, patches every ``stride`` voxels blended with :func:`blending_window`.
     stride : patch spacing with ``overlap`` (must divide into 1..10).
-    q_out_chunk : decode at most this many target directions at once (same result, less memory).
+    q_out_chunk : decode at most this many target directions at once (same result up to float rounding, less memory).
     progress : show a tqdm bar over patches.
 
     Returns
@@ -202,10 +202,9 @@ def infer(
             )
             predicted = np.moveaxis(predicted, 1, -1)  # (n, 10, 10, 10, q_out)
             if overlap:
-                for corner, values in zip(batch, predicted):
-                    region = tuple(slice(c, c + patch) for c in corner)
-                    output[region] += values * window[..., None]
-                    weight[region] += window
+                # Patches of one batch may overlap each other: unbuffered add.at sums repeated voxels.
+                np.add.at(output, (ii, jj, kk), predicted * window[None, ..., None])
+                np.add.at(weight, (ii, jj, kk), np.broadcast_to(window, (n,) + PATCH_SHAPE))
             else:
                 blocks[batch[:, 0] // patch, batch[:, 1] // patch, batch[:, 2] // patch] = predicted
             bar.update(n)
