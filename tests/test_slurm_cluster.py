@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -82,3 +83,60 @@ def test_two_rule_workflow_runs_as_slurm_jobs_through_the_profile(local_slurm: L
         assert "JobState=COMPLETED" in info, info
         if "rule_record_job" in info:
             assert "gres:gpu:1" in info or "gres/gpu:1" in info, info
+
+
+# ----- the tiny study on the cluster ----------------------------------------------------------------
+
+
+@pytest.mark.workflow
+@pytest.mark.slow
+def test_tiny_study_runs_on_slurm_through_the_profile(local_slurm: LocalSlurm, tmp_path):
+    from workflow_utils import SNAKEFILE, tiny_config, write_config
+
+    write_config(tmp_path, tiny_config())
+    env = local_slurm.client_env()
+    env.update(TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run(
+        [
+            snakemake_exe(),
+            "--snakefile",
+            str(SNAKEFILE),
+            "--directory",
+            str(tmp_path),
+            "--profile",
+            str(SLURM_PROFILE),
+            "--workflow-profile",
+            str(TEST_PROFILE),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=480,
+        cwd=tmp_path,
+    )
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-6000:]
+    assert (tmp_path / "results" / "summary.tsv").stat().st_size > 0
+    assert (tmp_path / "results" / "figures" / "error_vs_q_in.png").stat().st_size > 0
+
+    # SLURM reports every submitted job completed; the comment names the rule (or group and rules).
+    jobs = {}
+    for job_id in submitted_job_ids(log):
+        info = local_slurm.run_client("scontrol", "show", "job", job_id).stdout
+        assert "JobState=COMPLETED" in info, info
+        jobs[job_id] = (re.search(r"Comment=(\S+)", info).group(1), info)
+    comments = [comment for comment, _ in jobs.values()]
+    for rule in ("simulate_subject", "autocrop", "make_tfrecords", "train_model", "infer", "sh_baseline", "evaluate"):
+        assert any(rule in comment for comment in comments), f"{rule} never ran on SLURM: {comments}"
+    # Preparation steps ran as one job per subject (the profile's groups).
+    assert sum(comment.startswith("rule_prepare_subject_") for comment in comments) == 3, comments
+    # Cheap rules stayed on the submit host.
+    for rule in ("summarise", "plot_error_vs_q_in", "plot_loss_curves"):
+        assert not any(rule in comment for comment in comments) and f"localrule {rule}:" in log
+    # Training and inference asked SLURM for a GPU, with the profile's CPUs and memory for training.
+    gpu_jobs = [(c, info) for c, info in jobs.values() if c.startswith(("rule_train_model_", "rule_infer_"))]
+    assert len(gpu_jobs) == 4, comments
+    for comment, info in gpu_jobs:
+        assert "gres:gpu:1" in info or "gres/gpu:1" in info, info
+        if comment.startswith("rule_train_model_"):
+            assert "MinMemoryNode=32000M" in info and "NumCPUs=8" in info, info
