@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from slurm_cluster import LocalSlurm, slurm_fixture, submitted_job_ids
+import slurm_cluster
+from slurm_cluster import LocalSlurm, SlurmUnavailable, slurm_fixture, submitted_job_ids
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SLURM_PROFILE = REPO_ROOT / "workflow" / "profiles" / "slurm"
@@ -38,6 +39,43 @@ def test_slurm_profile_uses_standard_resources_and_gpus_for_training_and_inferen
     text = (SLURM_PROFILE / "profile.yaml").read_text()
     assert "# slurm_account:" in text and "# slurm_partition:" in text
     assert "slurm_account" not in str(profile) and "slurm_partition" not in str(profile)
+
+
+def test_missing_slurm_without_root_says_why(monkeypatch):
+    monkeypatch.setattr(slurm_cluster.shutil, "which", lambda name: None)
+    monkeypatch.setattr(slurm_cluster.os, "geteuid", lambda: 1000)
+    with pytest.raises(SlurmUnavailable, match=r"installing slurm-wlm munge with apt-get needs root .*uid 1000"):
+        slurm_cluster.ensure_slurm_installed()
+
+
+def test_a_daemon_that_fails_is_reported_with_its_own_error_and_nothing_is_left_running(
+    local_slurm: LocalSlurm, tmp_path, monkeypatch
+):
+    # (Uses the session cluster only to know SLURM is installed and startable here.)
+    write_config = slurm_cluster._write_config
+
+    def write_broken_config(cluster, *args):
+        write_config(cluster, *args)
+        (cluster.conf_dir / "cgroup.conf").write_text("CgroupPlugin=no_such_plugin\n")
+
+    started = []
+    spawn = slurm_cluster._spawn
+
+    def spawn_and_record(cluster, name, cmd):
+        spawn(cluster, name, cmd)
+        started.append(cluster.pids[name])
+
+    monkeypatch.setattr(slurm_cluster, "_write_config", write_broken_config)
+    monkeypatch.setattr(slurm_cluster, "_spawn", spawn_and_record)
+    with pytest.raises(SlurmUnavailable) as failure:
+        slurm_cluster.start(tmp_path / "broken", timeout_s=20)
+    message = str(failure.value)
+    assert "slurmd (pid" in message and "exited while waiting for sinfo" in message
+    assert "slurmd initialization failed" in message
+    assert len(started) == 3
+    for pid in started:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
 
 
 @pytest.mark.workflow
