@@ -104,8 +104,10 @@ def test_deleting_one_inference_output_reruns_only_its_dependents(study):
         "summarise": 1,
         "plot_error_vs_q_in": 1,
         "plot_example_slices": 1,
+        "plot_fa_maps": 1,
+        "plot_metric_vs_q_in": 5,
         "all": 1,
-        "total": 6,
+        "total": 12,
     }, plan
 
     run_snakemake(workdir, "--cores", "2", "--forcerun", deleted)
