@@ -1,5 +1,6 @@
 # Helper functions and config checks shared by every rules file. No rules here.
 import hashlib
+import os
 import re
 
 from snakemake.exceptions import WorkflowError
@@ -182,8 +183,21 @@ def subject_folder(subject):
     return config["local"]["path"].format(subject=subject)
 
 
+def local_subject_file(subject, key):
+    """One of the user's files: its own {subject} pattern under local.files, else local.path/<HCP name>."""
+    pattern = (config["local"].get("files") or {}).get(key)
+    if pattern:
+        return pattern.format(subject=subject)
+    return f"{subject_folder(subject)}/{SUBJECT_FILE_NAMES[key]}"
+
+
 def get_subject_files(wildcards):
     """The subject's raw files (simulated, downloaded or the user's own), keyed dmri/bvals/bvecs/mask."""
+    if SUBJECTS["source"] == "local":
+        return {
+            key: local_subject_file(wildcards.subject, key)
+            for key in SUBJECT_FILE_NAMES
+        }
     folder = subject_folder(wildcards.subject)
     return {key: f"{folder}/{name}" for key, name in SUBJECT_FILE_NAMES.items()}
 
@@ -191,7 +205,67 @@ def get_subject_files(wildcards):
 def hcp_s3_url(file_name):
     """S3 URL pattern (with a {subject} wildcard) of one file of an HCP subject's T1w/Diffusion folder."""
     settings = config["hcp_s3"]
-    return f"s3://{settings['bucket']}/{settings['prefix']}/{file_name}"
+    prefix = settings["prefix"].strip("/")
+    return f"s3://{settings['bucket']}/{prefix}/{file_name}"
+
+
+def hcp_s3_urls(wildcards):
+    """The subject's four S3 URLs keyed dmri/bvals/bvecs/mask (named in download error messages)."""
+    return {
+        key: hcp_s3_url(name).format(subject=wildcards.subject)
+        for key, name in SUBJECT_FILE_NAMES.items()
+    }
+
+
+def hcp_s3_storage_settings(cfg):
+    """S3 storage settings the config may hold (endpoint, region); credentials never come from config."""
+    settings = cfg["hcp_s3"]
+    return {
+        key: settings[key] for key in ("endpoint_url", "region") if settings.get(key)
+    }
+
+
+def check_hcp_s3_credentials():
+    """Stop before any job, with one message, when the hcp_s3 source has no credentials.
+
+    Accepted: --storage-s3-access-key/--storage-s3-secret-key, SNAKEMAKE_STORAGE_S3_ACCESS_KEY/_SECRET_KEY,
+    AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE.
+    """
+    from dmri_rcnn.sources import missing_s3_credentials
+
+    tagged = workflow.storage_provider_settings.get("s3")
+    given = tagged.get_settings(None) if tagged is not None else None
+    if given is not None and given.access_key and given.secret_key:
+        return
+    problem = missing_s3_credentials(os.environ)
+    if problem:
+        raise WorkflowError(problem)
+
+
+if SUBJECTS["source"] == "hcp_s3":
+    check_hcp_s3_credentials()
+
+
+# ----- containers -----------------------------------------------------------------------------------
+
+
+def container_image(kind):
+    """Container image (--sdm apptainer) of the cpu or gpu steps; gpu falls back to containers.cpu."""
+    images = config["containers"]
+    return images.get(kind) or images.get("cpu") or None
+
+
+def check_container_config():
+    """Stop when --sdm apptainer is asked for without an image (all steps would quietly run on the host)."""
+    methods = {str(m).lower() for m in workflow.deployment_settings.deployment_method}
+    if any("apptainer" in m for m in methods) and not container_image("cpu"):
+        raise WorkflowError(
+            "invalid config: containers.cpu: --sdm apptainer needs an image (a .sif built from "
+            "docker/Dockerfile.cpu, or a docker:// URL); found none"
+        )
+
+
+check_container_config()
 
 
 def get_truth_files(wildcards):

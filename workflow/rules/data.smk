@@ -31,17 +31,26 @@ rule simulate_subject:
         "../scripts/simulate_subject.py"
 
 
-# Credentials and endpoint come from SNAKEMAKE_STORAGE_S3_* variables or --storage-s3-* flags, never
-# from the config. Snakemake checks that each object exists (and its date) while building the DAG,
-# so even a dry run needs valid credentials; nothing is downloaded before a job needs it.
+# Credentials come from SNAKEMAKE_STORAGE_S3_* / AWS_* variables or --storage-s3-* flags, never from the
+# config (checked in common.smk before any job); bucket, prefix, endpoint and region from hcp_s3.*.
+# Snakemake asks S3 whether each object exists (and its date) while building the DAG, so a missing
+# object stops the run there, naming its key. Downloads land in resources/hcp/ and are not repeated.
 if SUBJECTS["source"] == "hcp_s3":
+
+    storage hcp:
+        **hcp_s3_storage_settings(config),
+        provider="s3",
+
+    # On clusters, download on the submit host: compute nodes often have no internet access.
+    localrules:
+        download_hcp_subject,
 
     rule download_hcp_subject:
         input:
-            dmri=storage.s3(hcp_s3_url("data.nii.gz")),
-            bvals=storage.s3(hcp_s3_url("bvals")),
-            bvecs=storage.s3(hcp_s3_url("bvecs")),
-            mask=storage.s3(hcp_s3_url("nodif_brain_mask.nii.gz")),
+            dmri=storage.hcp(hcp_s3_url("data.nii.gz")),
+            bvals=storage.hcp(hcp_s3_url("bvals")),
+            bvecs=storage.hcp(hcp_s3_url("bvecs")),
+            mask=storage.hcp(hcp_s3_url("nodif_brain_mask.nii.gz")),
         output:
             dmri="resources/hcp/{subject}/T1w/Diffusion/data.nii.gz",
             bvals="resources/hcp/{subject}/T1w/Diffusion/bvals",
@@ -51,6 +60,7 @@ if SUBJECTS["source"] == "hcp_s3":
             "logs/download_hcp_subject/{subject}.log",
         conda:
             "../../envs/data.yaml"
-        shell:
-            "(cp {input.dmri} {output.dmri} && cp {input.bvals} {output.bvals} && "
-            "cp {input.bvecs} {output.bvecs} && cp {input.mask} {output.mask}) 2> {log}"
+        params:
+            urls=hcp_s3_urls,
+        script:
+            "../scripts/fetch_hcp_subject.py"

@@ -42,6 +42,8 @@ rule infer:
         method=r"[13]D(_combined)?",
     conda:
         "../../envs/tensorflow.yaml"
+    container:
+        container_image("gpu")
     threads: 2
     params:
         spec=inference_model_spec,

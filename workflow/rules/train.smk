@@ -24,6 +24,8 @@ rule train_model:
         "benchmarks/train_model/{model}.tsv"
     conda:
         "../../envs/tensorflow.yaml"
+    container:
+        container_image("gpu")
     threads: 2
     params:
         spec=model_spec,
