@@ -48,7 +48,12 @@ def test_full_run_writes_summary_figures_logs_and_benchmarks(study):
     assert (summary["shell"] == 1000).all() and (summary["q_in"] == 6).all()
     assert (summary["n_subjects"] == 1).all()
     assert summary["mae"].notna().all() and (summary["mae"] > 0).all()
-    for figure in ("error_vs_q_in", "example_slices", "loss_curves"):
+    for column in ("mae_sd", "rmse", "psnr", "ssim", "mae_norm", "fa_mae", "md_mae", "pdd_angle_deg", "mae_white_matter"):
+        assert column in summary.columns, column
+    assert (summary["fa_mae"] > 0).all() and summary["ssim"].between(-1, 1).all()
+    figures = ["error_vs_q_in", "example_slices", "loss_curves", "fa_maps"]
+    figures += [f"{metric}_vs_q_in" for metric in ("mae_norm", "ssim", "fa_mae", "md_mae", "pdd_angle_deg")]
+    for figure in figures:
         png = workdir / "results" / "figures" / f"{figure}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", figure
     for model in ("1D_b1000_q6", "3D_b1000_q6"):
@@ -77,7 +82,7 @@ def test_report_embeds_the_figures(study):
     workdir, _ = study
     run_snakemake(workdir, "--cores", "1", "--report", "results/report.html")
     html = (workdir / "results" / "report.html").read_text(errors="replace")
-    for figure in ("error_vs_q_in.png", "example_slices.png", "loss_curves.png", "summary.tsv"):
+    for figure in ("error_vs_q_in.png", "example_slices.png", "loss_curves.png", "fa_maps.png", "ssim_vs_q_in.png", "summary.tsv"):
         assert figure in html, figure
 
 
@@ -99,8 +104,10 @@ def test_deleting_one_inference_output_reruns_only_its_dependents(study):
         "summarise": 1,
         "plot_error_vs_q_in": 1,
         "plot_example_slices": 1,
+        "plot_fa_maps": 1,
+        "plot_metric_vs_q_in": 5,
         "all": 1,
-        "total": 6,
+        "total": 12,
     }, plan
 
     run_snakemake(workdir, "--cores", "2", "--forcerun", deleted)

@@ -383,11 +383,33 @@ def get_example_context(wildcards):
     }
 
 
+#: Summary metrics drawn against q_in besides MAE (error_vs_q_in.png): one figure each.
+EXTRA_FIGURE_METRICS = ("mae_norm", "ssim", "fa_mae", "md_mae", "pdd_angle_deg")
+
+
+def get_example_dti_inputs(wildcards):
+    """Files for the FA-map figure: the example subject's b0, context and acquired targets at the first setting."""
+    shell, q_in = SETTINGS[0]
+    folder = f"results/context/{example_subject()}/b{shell}_q{q_in}"
+    return {
+        "b0": f"{folder}/b0.nii.gz",
+        "context": f"{folder}/context.nii.gz",
+        "context_bvecs": f"{folder}/context.bvec",
+        "targets": f"{folder}/targets.nii.gz",
+        "target_bvecs": f"{folder}/targets.bvec",
+        "mask": f"results/preprocessed/{example_subject()}/nodif_brain_mask.nii.gz",
+    }
+
+
 def get_final_outputs():
     outputs = [
         "results/summary.tsv",
         "results/figures/error_vs_q_in.png",
         "results/figures/example_slices.png",
+        "results/figures/fa_maps.png",
+    ]
+    outputs += [
+        f"results/figures/{metric}_vs_q_in.png" for metric in EXTRA_FIGURE_METRICS
     ]
     if MODELS:
         outputs.append("results/figures/loss_curves.png")

@@ -141,3 +141,30 @@ def plot_loss_curves(history_paths, out_path: PathLike) -> None:
     from dmri_rcnn import plot
 
     plot.plot_training_history({Path(path).parent.name: path for path in history_paths}, path=out_path)
+
+
+def plot_fa_maps(files: dict, predictions: dict, shell: int, out_path: PathLike) -> None:
+    """FA from b0 + context + acquired targets beside FA from b0 + context + each method's prediction.
+
+    Parameters
+    ----------
+    files : paths ``b0``, ``context``, ``context_bvecs``, ``targets``, ``target_bvecs``, ``mask``.
+    predictions : method name -> predicted targets NIfTI (same directions as ``targets``).
+    shell : b-value of the shell (s/mm²).
+    out_path : output PNG.
+    """
+    from dmri_rcnn import plot
+    from dmri_rcnn.evaluation import fit_dti_with_targets
+
+    mask = io.load_nifti(files["mask"], dtype=np.uint8) > 0
+    b0 = io.load_nifti(files["b0"])
+    context = io.load_nifti(files["context"])
+    context_bvecs = io.load_bvec(files["context_bvecs"], dtype=np.float64)
+    target_bvecs = io.load_bvec(files["target_bvecs"], dtype=np.float64)
+
+    def fa_of(targets):
+        return fit_dti_with_targets(b0, context, targets, context_bvecs, target_bvecs, float(shell), mask).fa
+
+    fa_maps = {"acquired": fa_of(io.load_nifti(files["targets"]))}
+    fa_maps.update({method: fa_of(io.load_nifti(path)) for method, path in predictions.items()})
+    plot.plot_fa_maps(fa_maps, reference="acquired", mask=mask, title=f"FA, b = {int(shell)}", path=out_path)
