@@ -350,6 +350,16 @@ def get_all_metrics(wildcards):
     ]
 
 
+def get_all_predictions():
+    """Every predicted NIfTI (all methods, test subjects and settings): results users keep."""
+    return [
+        f"results/predictions/{subject}/b{shell}_q{q_in}/{method}.nii.gz"
+        for subject in TEST_SUBJECTS
+        for shell, q_in in SETTINGS
+        for method in methods_for(shell, q_in)
+    ]
+
+
 def get_all_histories(wildcards):
     return expand("results/models/{model}/history.tsv", model=list(MODELS))
 
@@ -413,6 +423,8 @@ def get_final_outputs():
     ]
     if MODELS:
         outputs.append("results/figures/loss_curves.png")
+    # predictions are final results too, so a deleted one is rebuilt by a plain rerun
+    outputs += get_all_predictions()
     return outputs
 
 
