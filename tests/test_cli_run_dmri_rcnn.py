@@ -274,3 +274,20 @@ def test_overlap_chunks_and_norm_options(tmp_path, capsys, checkpoint_1d):
     expected = infer(dmri, bvec_in, bvec_out, mask, model, scale=scale, progress=False)
     np.testing.assert_allclose(nib.load(out).get_fdata(dtype=np.float32), expected, rtol=1e-5, atol=1e-2)
     assert not np.allclose(expected, tiled, atol=1.0)  # percentile scale differs from 4000
+
+
+def test_own_weights_h5_via_weights_option(tmp_path, capsys):
+    from dmri_rcnn.core.inference import infer
+    from dmri_rcnn.core.weights import save_model_weights
+
+    model = get_1d_autoencoder(width=1.0)
+    model.get_layer("decoder").get_layer("dc4_conv").bias.assign(np.array([0.2], np.float32))
+    weights = save_model_weights(model, tmp_path / "trained.weights.h5")
+    paths = write_subject(tmp_path, q_in=8, q_out=2)  # any q_in is fine with own weights
+    out = tmp_path / "inferred.nii"
+    assert main(_argv(paths, out, "-m", "1", "--weights", str(weights))) == 0
+    expected = infer(nib.load(paths["dmri_in"]).get_fdata(dtype=np.float32), np.loadtxt(paths["bvec_in"]),
+                     np.loadtxt(paths["bvec_out"]), nib.load(paths["mask"]).get_fdata() > 0, model,
+                     shell=1000, progress=False)
+    np.testing.assert_allclose(nib.load(out).get_fdata(dtype=np.float32), expected, rtol=1e-5, atol=1e-2)
+    assert expected.max() > 0

@@ -298,3 +298,18 @@ def test_merge_octants_errors():
     parts[3] = np.zeros((5, 5, 5))
     with pytest.raises(InputError, match="do not fit"):
         io.merge_octants(parts)
+
+
+def test_atomic_path_result_has_default_file_mode(tmp_path):
+    import os
+
+    from dmri_rcnn.utils import atomic_path
+
+    umask = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "out.nii.gz") as tmp:
+            tmp.write_bytes(b"x")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "out.nii.gz").stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["out.nii.gz"]

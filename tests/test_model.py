@@ -108,7 +108,7 @@ def test_target_directions_are_decoded_independently(model_1d):
     bvec_out = rng.normal(size=(1, 5, 3)).astype(np.float32)
     together = model_1d.predict([images, bvec_in, bvec_out], verbose=0)
     alone = model_1d.predict([images, bvec_in, bvec_out[:, 2:3]], verbose=0)
-    np.testing.assert_allclose(alone[:, 0], together[:, 2], atol=1e-6)
+    np.testing.assert_allclose(alone[:, 0], together[:, 2], atol=1e-5)  # float rounding only
 
 
 def test_width_scales_filters_but_keeps_structure():

@@ -215,6 +215,36 @@ def test_farthest_point_greedy_maximin_and_antipodes_distinct():
     assert list(picked) == [0, 3]
 
 
+def test_antipodal_sampling_spreads_axes_on_a_half_sphere():
+    # axes spread over a half sphere, as HCP and the synthetic subjects acquire them
+    from dmri_rcnn.simulation import hcp_like_scheme
+
+    bvals, bvecs = hcp_like_scheme(shells=(1000,), n_directions=90, n_b0=1)
+    shell = bvecs[:, bvals > 500]
+    signed, _ = select_context_directions(shell, 6, seed=3)
+    axial, _ = select_context_directions(shell, 6, seed=3, antipodal=True)
+
+    def smallest_axis_angle(idx):
+        cos = np.abs(shell[:, idx].T @ shell[:, idx])[np.triu_indices(len(idx), 1)]
+        return np.degrees(np.arccos(cos.max()))
+
+    # the signed distance picks nearly opposite vectors (nearly the same axis); the axial one does not
+    assert smallest_axis_angle(signed) < 30 < smallest_axis_angle(axial)
+    distances = arc_distances(shell, antipodal=True)
+    assert distances.max() <= np.pi / 2 + 1e-9
+    inputs, outputs = farthest_point_subsets(shell, 6, 10, rng=1, antipodal=True)
+    assert len(np.unique(np.concatenate([inputs.ravel(), outputs.ravel()]))) == inputs.size + outputs.size
+
+
+def test_processor_antipodal_option_changes_only_the_sets(subject_file):
+    plain = TrainingProcessor([1000], q_in=6, q_out=10, seed=0)
+    axial = TrainingProcessor([1000], q_in=6, q_out=10, seed=0, antipodal=True)
+    (ctx_a, bin_a, _), _ = next(iter(plain.load_data([subject_file[0]], batch_size=2)))
+    (ctx_b, bin_b, _), _ = next(iter(axial.load_data([subject_file[0]], batch_size=2)))
+    assert ctx_a.shape == ctx_b.shape and bin_a.shape == bin_b.shape
+    assert axial.antipodal and not plain.antipodal
+
+
 def test_select_context_directions():
     bvecs = _unit(np.random.default_rng(4), 64)
     context, target = select_context_directions(bvecs, 10, seed=5)

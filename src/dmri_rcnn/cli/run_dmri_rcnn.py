@@ -72,10 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "checkpoint prefix (…/weights) or a .weights.h5 file of this package.")
     parser.add_argument("--overlap", dest="overlap", action="store_true",
                         help="Predict overlapping patches (stride 5) and blend them smoothly, avoiding the "
-                        "seams of the original's non-overlapping tiling (about 8x slower).")
+                        "seams of the original's non-overlapping tiling (about 8x as many patches to predict).")
     parser.add_argument("--q-out-chunk", dest="q_out_chunk", type=int, default=None, metavar="N",
-                        help="Decode at most N target directions at once to bound memory (same result). "
-                        "Default: 48 // batch size.")
+                        help="Decode at most N target directions at once to bound memory (same result up to "
+                        "float rounding). Default: 48 // batch size.")
     parser.add_argument("--precision", dest="precision", choices=["fp32", "bf16"], default="fp32",
                         help="Arithmetic precision of the model: fp32 (default, matches the original) or bf16 "
                         "(bfloat16 compute with the same weights: faster on CPUs with AVX-512 BF16/AMX and on "

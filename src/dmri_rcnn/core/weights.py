@@ -11,6 +11,7 @@ This package's own trained weights are Keras 3 ``.weights.h5`` files (:func:`sav
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import urllib.error
@@ -194,7 +195,7 @@ def get_weights(
         url = f"{base_url}/{published.record}/files/{name}"
         try:
             download_file(url, folder / name, progress=progress)
-        except (OSError, urllib.error.URLError, ValueError) as err:
+        except (OSError, urllib.error.URLError, http.client.HTTPException, ValueError) as err:
             reason = getattr(err, "reason", None) or err
             raise InputError(f"weights not found at {folder / name} and downloading {url} failed ({reason}); {how_to}") from None
     if not _complete_local_checkpoint(prefix):

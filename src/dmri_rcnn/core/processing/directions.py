@@ -1,9 +1,12 @@
 """Farthest-point selection of q-space directions.
 
 Directions are compared by the great-circle (arc) distance ``acos(u · v)`` of the unit b-vectors;
-as in the original, ``v`` and ``-v`` count as far apart (the sign of a direction is kept). A subset
-is grown greedily: start at one direction, then repeatedly add the unused direction whose smallest
-distance to the subset so far is largest (ties: the lowest index).
+as in the original, ``v`` and ``-v`` count as far apart (the sign of a direction is kept). With
+``antipodal=True`` the distance is the angle between axes, ``acos(|u · v|)``: the diffusion signal
+is the same at ``v`` and ``-v``, and on a scheme whose axes are spread over a half sphere (HCP, the
+synthetic subjects) the signed distance favours nearly opposite vectors, i.e. nearly the same axis.
+A subset is grown greedily: start at one direction, then repeatedly add the unused direction whose
+smallest distance to the subset so far is largest (ties: the lowest index).
 """
 
 from __future__ import annotations
@@ -15,8 +18,11 @@ from dmri_rcnn.errors import InputError
 __all__ = ["arc_distances", "farthest_point_order", "farthest_point_subsets", "select_context_directions"]
 
 
-def arc_distances(bvecs: np.ndarray) -> np.ndarray:
-    """(q, q) matrix of arc distances (radians) between the columns of ``bvecs`` (3, q)."""
+def arc_distances(bvecs: np.ndarray, antipodal: bool = False) -> np.ndarray:
+    """(q, q) matrix of arc distances (radians) between the columns of ``bvecs`` (3, q).
+
+    With ``antipodal=True``, the angle between the axes (0 to pi/2), so ``v`` and ``-v`` coincide.
+    """
     bvecs = np.asarray(bvecs, dtype=np.float64)
     if bvecs.ndim != 2 or bvecs.shape[0] != 3:
         raise InputError(f"bvecs: expected shape (3, q), found {bvecs.shape}")
@@ -24,7 +30,10 @@ def arc_distances(bvecs: np.ndarray) -> np.ndarray:
     if np.any(norms == 0):
         raise InputError("bvecs: a zero b-vector (b0 volume) has no direction; select a shell first")
     unit = bvecs / norms
-    return np.arccos(np.clip(unit.T @ unit, -1.0, 1.0))
+    cosines = unit.T @ unit
+    if antipodal:
+        cosines = np.abs(cosines)
+    return np.arccos(np.clip(cosines, -1.0, 1.0))
 
 
 def _grow_subset(distances: np.ndarray, available: np.ndarray, size: int, start: int) -> np.ndarray:
@@ -52,6 +61,7 @@ def farthest_point_subsets(
     q_in: int,
     q_out: int,
     rng: np.random.Generator | int | None = None,
+    antipodal: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split the directions of one shell into disjoint, well-spread (input, output) sets.
 
@@ -66,6 +76,7 @@ def farthest_point_subsets(
     q_in, q_out : sizes of the input (context) and output (target) subsets.
     rng : NumPy Generator or integer seed for the random starts. ``None`` starts each subset at the
         lowest unused index (deterministic; the original's ``random_seed=False``).
+    antipodal : compare axes (``v`` same as ``-v``) instead of signed directions (the original).
 
     Returns
     -------
@@ -75,7 +86,7 @@ def farthest_point_subsets(
     q_in, q_out = int(q_in), int(q_out)
     if q_in < 1 or q_out < 1:
         raise InputError(f"q_in and q_out must be positive, found q_in={q_in}, q_out={q_out}")
-    distances = arc_distances(bvecs)
+    distances = arc_distances(bvecs, antipodal)
     n_dirs = distances.shape[0]
     n_sets = n_dirs // (q_in + q_out)
     if n_sets == 0:
@@ -94,19 +105,25 @@ def farthest_point_subsets(
 
 
 def farthest_point_order(
-    bvecs: np.ndarray, q_in: int, q_out: int, rng: np.random.Generator | int | None = None
+    bvecs: np.ndarray,
+    q_in: int,
+    q_out: int,
+    rng: np.random.Generator | int | None = None,
+    antipodal: bool = False,
 ) -> np.ndarray:
     """(q,) permutation: set 1 inputs, set 1 outputs, set 2 inputs, ..., then the leftovers ascending.
 
     This is the volume order the original's training pipeline produced (``ShellReorder``).
     """
-    inputs, outputs = farthest_point_subsets(bvecs, q_in, q_out, rng)
+    inputs, outputs = farthest_point_subsets(bvecs, q_in, q_out, rng, antipodal)
     used = np.concatenate([inputs, outputs], axis=1).ravel()
     leftover = np.setdiff1d(np.arange(np.asarray(bvecs).shape[1]), used)
     return np.concatenate([used, leftover])
 
 
-def select_context_directions(bvecs: np.ndarray, q_in: int, seed: int | None = 0) -> tuple[np.ndarray, np.ndarray]:
+def select_context_directions(
+    bvecs: np.ndarray, q_in: int, seed: int | None = 0, antipodal: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Choose ``q_in`` well-spread context directions of one shell; all the others become targets.
 
     For the evaluation split: the model sees the context volumes and must predict the targets.
@@ -116,13 +133,14 @@ def select_context_directions(bvecs: np.ndarray, q_in: int, seed: int | None = 0
     bvecs : (3, q) b-vectors of one shell.
     q_in : number of context directions (6, 10 or 30 for the published weights).
     seed : integer seed for the random start (same seed, same split); ``None`` starts at index 0.
+    antipodal : compare axes (``v`` same as ``-v``) instead of signed directions (the original).
 
     Returns
     -------
     context_idx : (q_in,) int64 indices in selection order.
     target_idx : (q - q_in,) int64, the remaining indices ascending.
     """
-    distances = arc_distances(bvecs)
+    distances = arc_distances(bvecs, antipodal)
     n_dirs = distances.shape[0]
     if not 1 <= int(q_in) < n_dirs:
         raise InputError(f"bvecs: need 1 <= q_in < {n_dirs} directions to leave targets, found q_in={q_in}")

@@ -53,6 +53,8 @@ class TrainingProcessor:
     shell_tolerance : half-width of the b-value band of a shell, s/mm².
     scales : ``{shell: divisor}`` overriding the per-shell constants (the original's ``norms``).
     percentile : percentile used with ``norm=True``.
+    antipodal : choose the direction sets by the angle between axes (``v`` same as ``-v``) instead of the
+        original's signed arc distance (see :mod:`dmri_rcnn.core.processing.directions`).
 
     The original's keywords ``norms``, ``shell_var``, ``pcent`` and ``random_seed`` (``False``: start
     every direction subset at the lowest unused index) are accepted too.
@@ -69,6 +71,7 @@ class TrainingProcessor:
         shell_tolerance: float = SHELL_TOLERANCE,
         scales: Mapping[float, float] | None = None,
         percentile: float = 99.0,
+        antipodal: bool = False,
         **original_kwargs,
     ):
         unknown = set(original_kwargs) - {"norms", "shell_var", "pcent", "random_seed"}
@@ -94,6 +97,7 @@ class TrainingProcessor:
         self.norm = bool(norm)
         self.shell_tolerance = shell_tolerance
         self.percentile = percentile
+        self.antipodal = bool(antipodal)
         if self.norm:
             self.scales = None
         elif scales is not None:
@@ -246,7 +250,7 @@ class TrainingProcessor:
         rng = None
         if self.random_start:
             rng = np.random.default_rng([int(subject_seed) & 0xFFFFFFFFFFFFFFFF, int(position)])
-        inputs, outputs = farthest_point_subsets(shell_bvecs, self.q_in, self.q_out, rng)
+        inputs, outputs = farthest_point_subsets(shell_bvecs, self.q_in, self.q_out, rng, self.antipodal)
         return np.concatenate([inputs, outputs], axis=1)
 
     def _scale_tensor(self, dmri: tf.Tensor, mask: tf.Tensor, in_shell: tf.Tensor, shell: float) -> tf.Tensor:

@@ -1,0 +1,176 @@
+"""Study steps called by the workflow's scripts: cropping, octant split, TFRecords, context/target split.
+
+Each function reads and writes files (atomically) so a Snakemake rule is one call; the science they
+rely on lives in :mod:`dmri_rcnn.core.io` and :mod:`dmri_rcnn.core.processing`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from dmri_rcnn.core import io
+from dmri_rcnn.errors import InputError
+from dmri_rcnn.utils import atomic_path
+
+PathLike = str | os.PathLike
+
+
+def _save_nifti_like(data: np.ndarray, reference: PathLike, path: PathLike, affine: np.ndarray | None = None) -> None:
+    image = io.load_nifti_image(reference)
+    io.save_nifti(data, image.affine if affine is None else affine, path)
+
+
+def crop_subject(dmri: PathLike, bvals: PathLike, bvecs: PathLike, mask: PathLike, out: dict, box_path: PathLike) -> tuple:
+    """Crop a subject to the bounding box of its signal and mask; write the box as JSON.
+
+    Parameters
+    ----------
+    dmri, bvals, bvecs, mask : input files (data.nii.gz, bvals, bvecs, nodif_brain_mask.nii.gz).
+    out : dict with ``dmri``, ``bvals``, ``bvecs``, ``mask`` output paths.
+    box_path : JSON file receiving ``{"start": [i, j, k], "stop": [...], "full_shape": [...]}``.
+
+    Returns
+    -------
+    The cropped spatial shape (i', j', k').
+    """
+    data, affine = io.load_nifti(dmri, return_affine=True)
+    brain = io.load_nifti(mask, dtype=np.uint8)
+    bval = io.load_bval(bvals)
+    bvec = io.load_bvec(bvecs)
+    if data.shape[-1] != bval.size or bvec.shape[1] != bval.size:
+        raise InputError(
+            f"{dmri}: {data.shape[-1]} volumes, but {bvals} lists {bval.size} b-values and {bvecs} "
+            f"{bvec.shape[1]} directions; expected the same number"
+        )
+    cropped, cropped_mask, box = io.autocrop_dmri(data, brain, return_box=True)
+    new_affine = box.shift_affine(affine)
+    io.save_nifti(np.ascontiguousarray(cropped, dtype=np.float32), new_affine, out["dmri"])
+    io.save_nifti(np.ascontiguousarray(cropped_mask, dtype=np.uint8), new_affine, out["mask"])
+    io.save_bval(bval, out["bvals"])
+    io.save_bvec(bvec, out["bvecs"])
+    with atomic_path(box_path) as tmp:
+        tmp.write_text(
+            json.dumps({"start": list(box.start), "stop": list(box.stop), "full_shape": list(data.shape[:3])}) + "\n"
+        )
+    return box.shape
+
+
+def crop_like(image_path: PathLike, box_path: PathLike, out_path: PathLike) -> None:
+    """Crop any (i, j, k, ...) image with a box written by :func:`crop_subject` (e.g. a tissue map)."""
+    box = json.loads(Path(box_path).read_text())
+    data, affine = io.load_nifti(image_path, dtype=None, return_affine=True)
+    if list(data.shape[:3]) != box["full_shape"]:
+        raise InputError(f"{image_path}: spatial shape {data.shape[:3]}; expected {tuple(box['full_shape'])} like the dMRI")
+    crop_box = io.CropBox(tuple(box["start"]), tuple(box["stop"]))
+    io.save_nifti(np.ascontiguousarray(data[crop_box.slices]), crop_box.shift_affine(affine), out_path)
+
+
+def split_octants(
+    dmri: PathLike, bvals: PathLike, bvecs: PathLike, mask: PathLike, out_dir: PathLike, max_values: int
+) -> int:
+    """Write the subject as one part, or as 8 octants when it holds more than ``max_values`` values.
+
+    A TFRecord holds a whole (i, j, k, q) float32 volume and cannot exceed 2 GiB, so large subjects are
+    split by :func:`dmri_rcnn.core.io.split_image_to_octants`. Each part is a folder ``part-N`` with
+    ``data.nii``, ``nodif_brain_mask.nii``, ``bvals`` and ``bvecs`` (uncompressed: they are temporary).
+
+    Returns
+    -------
+    The number of parts written (1 or 8).
+    """
+    data, affine = io.load_nifti(dmri, return_affine=True)
+    brain = io.load_nifti(mask, dtype=np.uint8)
+    bval = io.load_bval(bvals)
+    bvec = io.load_bvec(bvecs)
+    if data.size > max_values:
+        parts = list(zip(io.split_image_to_octants(data), io.split_image_to_octants(brain)))
+    else:
+        parts = [(data, brain)]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for index, (part_dmri, part_mask) in enumerate(parts):
+        folder = out_dir / f"part-{index}"
+        io.save_nifti(np.ascontiguousarray(part_dmri), affine, folder / "data.nii")
+        io.save_nifti(np.ascontiguousarray(part_mask), affine, folder / "nodif_brain_mask.nii")
+        io.save_bval(bval, folder / "bvals")
+        io.save_bvec(bvec, folder / "bvecs")
+    return len(parts)
+
+
+def make_tfrecords(parts_dir: PathLike, out_dir: PathLike) -> list[Path]:
+    """Write one TFRecord per part folder made by :func:`split_octants`; return their paths."""
+    from dmri_rcnn.core.processing import save_tfrecord_data
+
+    parts = sorted(p for p in Path(parts_dir).iterdir() if p.is_dir() and p.name.startswith("part-"))
+    if not parts:
+        raise InputError(f"{parts_dir}: no part-N folders; expected the output of split_octants")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for part in parts:
+        data = io.load_nifti(part / "data.nii")
+        brain = io.load_nifti(part / "nodif_brain_mask.nii", dtype=np.uint8)
+        path = out_dir / f"{part.name}.tfrecord"
+        save_tfrecord_data(data, io.load_bvec(part / "bvecs"), io.load_bval(part / "bvals"), brain, path)
+        written.append(path)
+    return written
+
+
+def subsample_context(
+    dmri: PathLike,
+    bvals: PathLike,
+    bvecs: PathLike,
+    shell: int,
+    q_in: int,
+    seed: int,
+    out: dict,
+    tolerance: float = 30.0,
+    b0_threshold: float = 50.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split one shell of a test subject into context and held-out target directions.
+
+    The context is a farthest-point subset of ``q_in`` of the shell's acquired directions
+    (:func:`dmri_rcnn.core.processing.directions.select_context_directions`, seeded); every other
+    direction of the shell is a target. Every method sees exactly these files.
+
+    Parameters
+    ----------
+    dmri, bvals, bvecs : the subject's (cropped) files.
+    shell : nominal b-value, s/mm².
+    q_in : number of context directions.
+    seed : seed of the farthest-point start.
+    out : dict of output paths ``context``, ``context_bvecs``, ``context_bvals``, ``targets``,
+        ``target_bvecs``, ``target_bvals`` and ``b0`` (all b0 volumes, (i, j, k, n_b0)).
+    tolerance : shell membership tolerance, s/mm².
+    b0_threshold : volumes with b below this are b0.
+
+    Returns
+    -------
+    context_index, target_index : indices into the shell's volumes (file order).
+    """
+    from dmri_rcnn.core.processing.directions import select_context_directions
+    from dmri_rcnn.core.processing.shells import select_shell
+
+    data, affine = io.load_nifti(dmri, return_affine=True)
+    bval = io.load_bval(bvals)
+    bvec = io.load_bvec(bvecs)
+    shell_dmri, shell_bvecs, shell_bvals = select_shell(data, bvec, bval, shell, tolerance)
+    context_index, target_index = select_context_directions(shell_bvecs, int(q_in), seed)
+    is_b0 = bval < b0_threshold
+    if not is_b0.any():
+        raise InputError(f"{bvals}: no b0 volume (b < {b0_threshold:g}); the evaluation needs one")
+    pieces = {
+        "context": context_index,
+        "targets": target_index,
+    }
+    for name, index in pieces.items():
+        prefix = "context" if name == "context" else "target"
+        io.save_nifti(np.ascontiguousarray(shell_dmri[..., index], dtype=np.float32), affine, out[name])
+        io.save_bvec(shell_bvecs[:, index], out[f"{prefix}_bvecs"])
+        io.save_bval(shell_bvals[index], out[f"{prefix}_bvals"])
+    io.save_nifti(np.ascontiguousarray(data[..., is_b0], dtype=np.float32), affine, out["b0"])
+    return context_index, target_index

@@ -1,0 +1,170 @@
+"""Study steps: SH-baseline predictions, per-prediction metrics, the summary table and the figures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dmri_rcnn.core import io
+from dmri_rcnn.simulation import TISSUE_LABELS
+
+PathLike = str | os.PathLike
+
+
+def predict_with_sh(
+    context: PathLike,
+    context_bvecs: PathLike,
+    target_bvecs: PathLike,
+    mask: PathLike,
+    settings: dict,
+    out_path: PathLike,
+    seed: int = 0,
+) -> dict:
+    """Spherical-harmonic interpolation of the target directions from the context.
+
+    Parameters
+    ----------
+    context, context_bvecs, target_bvecs, mask : files written by ``subsample_context`` / ``autocrop``.
+    settings : ``{"sh_order": int | "auto", "smooth": float, "basis": str}``; with ``"auto"`` the order and
+        Laplacian smoothing are chosen by leave-one-out cross-validation on the context inside the mask.
+    out_path : output NIfTI (i, j, k, q_out), raw signal units.
+    seed : seed of the voxel subsample used by the cross-validation.
+
+    Returns
+    -------
+    The settings used: ``sh_order``, ``smooth``, ``basis`` (and ``cv_error`` when chosen automatically).
+    """
+    from dmri_rcnn.evaluation import select_sh_parameters, sh_interpolate
+
+    dmri, affine = io.load_nifti(context, return_affine=True)
+    bvec_in = io.load_bvec(context_bvecs)
+    bvec_out = io.load_bvec(target_bvecs)
+    basis = settings.get("basis", "descoteaux07")
+    if settings["sh_order"] == "auto":
+        brain = io.load_nifti(mask, dtype=np.uint8) > 0
+        selection = select_sh_parameters(dmri, bvec_in, brain, basis=basis, seed=seed)
+        chosen = {
+            "sh_order": selection.sh_order,
+            "smooth": selection.smooth,
+            "basis": selection.basis,
+            "cv_error": selection.cv_error,
+        }
+    else:
+        chosen = {"sh_order": int(settings["sh_order"]), "smooth": float(settings.get("smooth", 0.0)), "basis": basis}
+    prediction = sh_interpolate(
+        dmri, bvec_in, bvec_out, sh_order=chosen["sh_order"], basis=chosen["basis"], smooth=chosen["smooth"]
+    )
+    io.save_nifti(prediction.astype(np.float32), affine, out_path)
+    return chosen
+
+
+def evaluate_method(files: dict, subject: str, method: str, shell: int, q_in: int, out_path: PathLike) -> dict:
+    """Metrics of one prediction against the acquired targets inside the mask; one-row TSV.
+
+    Parameters
+    ----------
+    files : paths ``prediction``, ``targets``, ``target_bvecs``, ``context``, ``context_bvecs``, ``b0``,
+        ``mask`` and, for synthetic subjects, ``tissue``, ``fibre_dirs`` ((i, j, k, 3 n) components) and
+        ``fibre_fractions`` for per-tissue and ground-truth metrics.
+    subject, method, shell, q_in : identify the row.
+    out_path : output TSV with columns ``subject, method, shell, q_in`` and the metrics of
+        :func:`dmri_rcnn.evaluation.evaluate_prediction`.
+
+    Returns
+    -------
+    The row as a dict.
+    """
+    from dmri_rcnn.evaluation import dominant_fibre_direction, evaluate_prediction
+    from dmri_rcnn.evaluation.summary import write_tsv
+
+    extra = {}
+    if "tissue" in files:
+        extra["tissue_map"] = io.load_nifti(files["tissue"], dtype=np.uint8)
+        extra["tissue_names"] = {label: name for label, name in TISSUE_LABELS.items() if label > 0}
+    if "fibre_dirs" in files and "fibre_fractions" in files:
+        fractions = io.load_nifti(files["fibre_fractions"])
+        dirs = io.load_nifti(files["fibre_dirs"]).reshape(fractions.shape + (3,))
+        extra["true_pdd"] = dominant_fibre_direction(dirs, fractions)
+    metrics = evaluate_prediction(
+        io.load_nifti(files["prediction"]),
+        io.load_nifti(files["targets"]),
+        io.load_nifti(files["mask"], dtype=np.uint8) > 0,
+        io.load_nifti(files["b0"]),
+        context=io.load_nifti(files["context"]),
+        context_bvecs=io.load_bvec(files["context_bvecs"]),
+        target_bvecs=io.load_bvec(files["target_bvecs"]),
+        bval=float(shell),
+        **extra,
+    )
+    row = {"subject": subject, "method": method, "shell": int(shell), "q_in": int(q_in), **metrics}
+    write_tsv(pd.DataFrame([row]), out_path)
+    return row
+
+
+def summarise_metric_tables(paths, out_path: PathLike) -> pd.DataFrame:
+    """Mean and sd over subjects per method, shell and q_in (``results/summary.tsv``)."""
+    from dmri_rcnn.evaluation import read_metric_tables, summarise_metrics
+    from dmri_rcnn.evaluation.summary import write_tsv
+
+    table = summarise_metrics(read_metric_tables(paths))
+    write_tsv(table, out_path)
+    return table
+
+
+def plot_error_vs_q_in(summary_path: PathLike, out_path: PathLike, metric: str = "mae") -> None:
+    """The main comparison figure from the summary table."""
+    from dmri_rcnn import plot
+
+    plot.plot_error_vs_q_in(pd.read_csv(summary_path, sep="\t"), metric, path=out_path)
+
+
+def plot_example_slices(targets: PathLike, mask: PathLike, predictions: dict, out_path: PathLike, direction: int = 0):
+    """Acquired vs predicted slices (and absolute errors) of one target direction, every method."""
+    from dmri_rcnn import plot
+
+    acquired = io.load_nifti(targets)[..., direction]
+    predicted = {method: io.load_nifti(path)[..., direction] for method, path in predictions.items()}
+    plot.plot_comparison_slices(
+        acquired,
+        predicted,
+        mask=io.load_nifti(mask, dtype=np.uint8) > 0,
+        title=f"target direction {direction}",
+        path=out_path,
+    )
+
+
+def plot_loss_curves(history_paths, out_path: PathLike) -> None:
+    """Training and validation loss of every model, one panel each (model name = its folder)."""
+    from dmri_rcnn import plot
+
+    plot.plot_training_history({Path(path).parent.name: path for path in history_paths}, path=out_path)
+
+
+def plot_fa_maps(files: dict, predictions: dict, shell: int, out_path: PathLike) -> None:
+    """FA from b0 + context + acquired targets beside FA from b0 + context + each method's prediction.
+
+    Parameters
+    ----------
+    files : paths ``b0``, ``context``, ``context_bvecs``, ``targets``, ``target_bvecs``, ``mask``.
+    predictions : method name -> predicted targets NIfTI (same directions as ``targets``).
+    shell : b-value of the shell (s/mm²).
+    out_path : output PNG.
+    """
+    from dmri_rcnn import plot
+    from dmri_rcnn.evaluation import fit_dti_with_targets
+
+    mask = io.load_nifti(files["mask"], dtype=np.uint8) > 0
+    b0 = io.load_nifti(files["b0"])
+    context = io.load_nifti(files["context"])
+    context_bvecs = io.load_bvec(files["context_bvecs"], dtype=np.float64)
+    target_bvecs = io.load_bvec(files["target_bvecs"], dtype=np.float64)
+
+    def fa_of(targets):
+        return fit_dti_with_targets(b0, context, targets, context_bvecs, target_bvecs, float(shell), mask).fa
+
+    fa_maps = {"acquired": fa_of(io.load_nifti(files["targets"]))}
+    fa_maps.update({method: fa_of(io.load_nifti(path)) for method, path in predictions.items()})
+    plot.plot_fa_maps(fa_maps, reference="acquired", mask=mask, title=f"FA, b = {int(shell)}", path=out_path)

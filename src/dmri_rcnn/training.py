@@ -1,0 +1,358 @@
+"""Training of dMRI-RCNN models with per-epoch checkpoints, resume after interruption, and history.
+
+:func:`train_model` builds a 1D or 3D model, feeds it the original's training pipeline
+(:class:`dmri_rcnn.core.processing.TrainingProcessor`), and after every epoch commits a checkpoint:
+the epoch's weights (``.weights.h5``), the optimizer's state, the best-validation weights so far and the
+history, followed by a small ``state.json`` written last. A run that is killed at any moment therefore
+resumes, on the next call with the same settings, from the last epoch whose ``state.json`` was written.
+Every file is written to a temporary name and renamed, so a kill never leaves a torn checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from dmri_rcnn.errors import InputError
+from dmri_rcnn.utils import atomic_path
+
+PathLike = str | os.PathLike
+
+log = logging.getLogger(__name__)
+
+HISTORY_COLUMNS = ("epoch", "loss", "val_loss", "seconds", "run")
+
+
+def configure_threads(threads: int) -> None:
+    """Limit TensorFlow to ``threads`` CPU threads (call before any TensorFlow work)."""
+    import tensorflow as tf
+
+    threads = max(1, int(threads))
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
+    except RuntimeError:  # already initialised: keep TensorFlow's choice
+        log.warning("TensorFlow already initialised; thread limit %d not applied", threads)
+
+
+def list_tfrecords(folders: Sequence[PathLike] | PathLike) -> list[Path]:
+    """All ``*.tfrecord`` files in the given folders (sorted, so the order is reproducible)."""
+    if isinstance(folders, (str, os.PathLike)):
+        folders = [folders]
+    records = []
+    for folder in folders:
+        found = sorted(Path(folder).glob("*.tfrecord"))
+        if not found:
+            raise InputError(f"{folder}: no .tfrecord files; expected the output of make_tfrecords")
+        records.extend(found)
+    return records
+
+
+def build_model(model_dim: int, width: float = 1.0, learning_rate: float = 1e-3):
+    """A freshly initialised, compiled 1D or 3D dMRI-RCNN (MAE loss, Adam)."""
+    import keras
+
+    from dmri_rcnn.core.model import get_1d_autoencoder, get_3d_autoencoder
+
+    builders = {1: get_1d_autoencoder, 3: get_3d_autoencoder}
+    if model_dim not in builders:
+        raise InputError(f"model_dim is {model_dim}; expected 1 or 3")
+    model = builders[model_dim](weights=None, width=width)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="mae")
+    return model
+
+
+# --------------------------------------------------------------------------------------------------
+# Checkpoint state
+# --------------------------------------------------------------------------------------------------
+
+
+def settings_fingerprint(settings: dict) -> str:
+    """A short hash of the settings a checkpoint depends on (a checkpoint is only resumed if it matches)."""
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _write_json(data: dict, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def read_checkpoint_state(checkpoint_dir: PathLike, fingerprint: str) -> dict | None:
+    """The committed state in ``checkpoint_dir`` if it exists and was made with the same settings."""
+    path = Path(checkpoint_dir) / "state.json"
+    if not path.is_file():
+        return None
+    state = json.loads(path.read_text())
+    if state.get("fingerprint") != fingerprint:
+        log.info("checkpoint in %s was made with other settings; starting afresh", checkpoint_dir)
+        return None
+    if not (Path(checkpoint_dir) / state["last_weights"]).is_file():
+        return None
+    return state
+
+
+def _save_optimizer(optimizer, path: Path) -> None:
+    values = {f"v{index:04d}": np.asarray(variable) for index, variable in enumerate(optimizer.variables)}
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **values)
+
+
+def _restore_optimizer(model, path: Path) -> None:
+    optimizer = model.optimizer
+    optimizer.build(model.trainable_variables)
+    with np.load(path) as saved:
+        values = [saved[key] for key in sorted(saved.files)]
+    if len(values) != len(optimizer.variables):
+        raise InputError(f"{path}: {len(values)} optimizer variables; the model's optimizer has {len(optimizer.variables)}")
+    for variable, value in zip(optimizer.variables, values):
+        variable.assign(value)
+
+
+def write_history(history: list[dict], path: PathLike) -> None:
+    """Write the per-epoch history as a TSV with columns :data:`HISTORY_COLUMNS`."""
+    lines = ["\t".join(HISTORY_COLUMNS)]
+    for row in history:
+        lines.append("\t".join(f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c]) for c in HISTORY_COLUMNS))
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+
+
+def plot_loss_curve(history: list[dict], path: PathLike, title: str = "") -> None:
+    """Training and validation loss per epoch, best validation epoch marked (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in history]
+    figure, axis = plt.subplots(figsize=(5, 3.5), dpi=120)
+    axis.plot(epochs, [row["loss"] for row in history], "o-", label="training")
+    val = [row["val_loss"] for row in history]
+    axis.plot(epochs, val, "s-", label="validation")
+    if history and np.isfinite(val).any():
+        best = int(np.nanargmin(val))
+        axis.plot(epochs[best], val[best], "k*", markersize=12, label=f"best (epoch {epochs[best]})")
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("MAE (scaled signal)")
+    axis.set_title(title)
+    axis.legend()
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png")
+    plt.close(figure)
+
+
+def _epoch_callback(checkpoint_dir: Path, state: dict):
+    import keras
+
+    class EpochCheckpoint(keras.callbacks.Callback):
+        """Commit weights, optimizer state, best weights and history after every epoch."""
+
+        def __init__(self):
+            super().__init__()
+            self.state = state
+            self.started = time.perf_counter()
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            number = epoch + 1  # Keras counts from 0; the history counts completed epochs from 1
+            val_loss = float(logs.get("val_loss", np.nan))
+            row = {
+                "epoch": number,
+                "loss": float(logs.get("loss", np.nan)),
+                "val_loss": val_loss,
+                "seconds": round(time.perf_counter() - self.started, 3),
+                "run": self.state["run"],
+            }
+            previous = dict(self.state)
+            last = f"epoch-{number:04d}.weights.h5"
+            with atomic_path(checkpoint_dir / last) as tmp:
+                self.model.save_weights(tmp)
+            _save_optimizer(self.model.optimizer, checkpoint_dir / f"epoch-{number:04d}.optimizer.npz")
+            best_loss = self.state["best_val_loss"]
+            improved = np.isfinite(val_loss) and (best_loss is None or val_loss < best_loss)
+            if improved or self.state["best_weights"] is None:
+                best = f"best-{number:04d}.weights.h5"
+                with atomic_path(checkpoint_dir / best) as tmp:
+                    self.model.save_weights(tmp)
+                self.state["best_weights"] = best
+                self.state["best_epoch"] = number
+                self.state["best_val_loss"] = val_loss if np.isfinite(val_loss) else None
+            self.state["history"] = self.state["history"] + [row]
+            self.state["epoch"] = number
+            self.state["last_weights"] = last
+            self.state["last_optimizer"] = f"epoch-{number:04d}.optimizer.npz"
+            _write_json(self.state, checkpoint_dir / "state.json")  # the commit point
+            for key in ("last_weights", "last_optimizer", "best_weights"):
+                stale = previous.get(key)
+                if stale and stale != self.state[key]:
+                    (checkpoint_dir / stale).unlink(missing_ok=True)
+            log.info(
+                "epoch %d: loss %.5f, val_loss %.5f, %.1f s%s",
+                number,
+                row["loss"],
+                val_loss,
+                row["seconds"],
+                " (best so far)" if improved else "",
+            )
+
+    return EpochCheckpoint()
+
+
+# --------------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------------
+
+
+def train_model(
+    model_dim: int,
+    shells: Sequence[int],
+    q_in: int,
+    train_records: Sequence[PathLike],
+    validation_records: Sequence[PathLike],
+    weights_path: PathLike,
+    history_path: PathLike,
+    loss_plot_path: PathLike | None,
+    checkpoint_dir: PathLike,
+    width: float = 1.0,
+    epochs: int = 10,
+    steps_per_epoch: int | None = None,
+    validation_steps: int | None = None,
+    batch_size: int = 4,
+    q_out: int = 10,
+    learning_rate: float = 1e-3,
+    shuffle_buffer: int = 10000,
+    seed: int = 0,
+    title: str = "",
+    callbacks: Sequence | None = None,
+) -> dict:
+    """Train one model; resume from ``checkpoint_dir`` if an interrupted run with the same settings left one.
+
+    Parameters
+    ----------
+    model_dim : 1 (pointwise) or 3 (the 3D RCNN).
+    shells : b-values (s/mm²) the model is trained on: one shell, or several for a combined model.
+    q_in : context directions per example.
+    train_records, validation_records : TFRecord files (``save_tfrecord_data`` schema).
+    weights_path : output ``.weights.h5`` with the best-validation weights.
+    history_path : output TSV, one row per epoch (:data:`HISTORY_COLUMNS`; ``run`` counts resumptions).
+    loss_plot_path : output PNG of the loss curves (or None).
+    checkpoint_dir : folder for the per-epoch checkpoint; removed after success.
+    width : layer-width multiplier (1.0 = the paper's model).
+    epochs : total number of epochs (including those done before an interruption).
+    steps_per_epoch : cap on batches per epoch (the training data repeat); None = one pass.
+    validation_steps : cap on validation batches (the same batches every epoch); None = all.
+    batch_size, q_out, learning_rate, shuffle_buffer : as in the original's training code.
+    seed : seeds Keras/NumPy/TF and the data pipeline (same batches on a rerun; CPU kernels may still
+        differ in the last digits).
+    title : label for the loss plot.
+    callbacks : extra Keras callbacks, run after the checkpoint callback each epoch.
+
+    Returns
+    -------
+    The final state: ``epoch``, ``best_epoch``, ``best_val_loss``, ``history`` (list of rows), ``resumed_from``.
+    """
+    import keras
+
+    from dmri_rcnn.core.processing import TrainingProcessor
+
+    if epochs < 1:
+        raise InputError(f"epochs is {epochs}; expected at least 1")
+    checkpoint_dir = Path(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "model_dim": model_dim,
+        "shells": [int(s) for s in shells],
+        "q_in": int(q_in),
+        "width": float(width),
+        "steps_per_epoch": steps_per_epoch,
+        "validation_steps": validation_steps,
+        "batch_size": batch_size,
+        "q_out": q_out,
+        "learning_rate": learning_rate,
+        "seed": seed,
+        # subject folder + file name: stable across working directories, distinct across subjects
+        "train_records": [f"{Path(p).parent.name}/{Path(p).name}" for p in train_records],
+        "validation_records": [f"{Path(p).parent.name}/{Path(p).name}" for p in validation_records],
+    }
+    fingerprint = settings_fingerprint(settings)
+    state = read_checkpoint_state(checkpoint_dir, fingerprint)
+    resumed_from = state["epoch"] if state else 0
+
+    keras.utils.set_random_seed(seed + resumed_from)
+    model = build_model(model_dim, width, learning_rate)
+    if state:
+        model.optimizer.build(model.trainable_variables)  # so the weights file's optimizer slots load too
+        model.load_weights(checkpoint_dir / state["last_weights"])
+        _restore_optimizer(model, checkpoint_dir / state["last_optimizer"])
+        state["run"] += 1
+        log.info("resuming %s from completed epoch %d (run %d)", title, resumed_from, state["run"])
+    else:
+        state = {
+            "fingerprint": fingerprint,
+            "settings": settings,
+            "epoch": 0,
+            "run": 1,
+            "best_epoch": None,
+            "best_val_loss": None,
+            "best_weights": None,
+            "last_weights": None,
+            "last_optimizer": None,
+            "history": [],
+        }
+        log.info("training %s from scratch: %s", title, settings)
+
+    # Reseeding the pipeline with the resume point keeps resumed epochs from replaying the first batches.
+    data_seed = seed + 1000 * resumed_from
+    processor = TrainingProcessor(shells, q_in, q_out=q_out, seed=data_seed)
+    validation_processor = TrainingProcessor(shells, q_in, q_out=q_out, seed=seed)
+    train_data = processor.load_data(list(map(str, train_records)), batch_size=batch_size, buffer_size=shuffle_buffer)
+    validation_data = validation_processor.load_data(
+        list(map(str, validation_records)), validation=True, batch_size=batch_size
+    )
+    if steps_per_epoch:
+        train_data = train_data.repeat()
+    if validation_steps:
+        validation_data = validation_data.take(validation_steps)
+
+    if resumed_from < epochs:
+        # Keras warns when it first learns the length of a finite validation set by exhausting it;
+        # that is expected here (the training data repeat whenever steps_per_epoch is set).
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        model.fit(
+            train_data,
+            epochs=epochs,
+            initial_epoch=resumed_from,
+            steps_per_epoch=steps_per_epoch,
+            validation_data=validation_data,
+            callbacks=[_epoch_callback(checkpoint_dir, state), *(callbacks or [])],
+            shuffle=False,  # the pipeline shuffles, seeded
+            verbose=0,
+        )
+    if state["best_weights"] is None:
+        raise RuntimeError(f"training of {title} finished without a checkpoint in {checkpoint_dir}")
+
+    with atomic_path(weights_path) as tmp:
+        shutil.copyfile(checkpoint_dir / state["best_weights"], tmp)
+    write_history(state["history"], history_path)
+    if loss_plot_path is not None:
+        plot_loss_curve(state["history"], loss_plot_path, title=title)
+    log.info("best epoch %s (val_loss %s); weights in %s", state["best_epoch"], state["best_val_loss"], weights_path)
+    result = {**state, "resumed_from": resumed_from}
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return result
+

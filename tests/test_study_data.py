@@ -1,0 +1,119 @@
+"""Workflow data steps on a real (small) synthetic subject: crop, octant split, TFRecords, context split."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from dmri_rcnn.core import io
+from dmri_rcnn.errors import InputError
+from dmri_rcnn.simulation import simulate_subject, write_subject
+from dmri_rcnn.study.data import crop_like, crop_subject, make_tfrecords, split_octants, subsample_context
+
+
+@pytest.fixture(scope="module")
+def subject_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("subject") / "s1" / "T1w" / "Diffusion"
+    write_subject(simulate_subject(seed=5, shape=(14, 16, 10), n_directions=30, n_b0=2), folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def cropped(subject_dir, tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("cropped")
+    out = {key: out_dir / name for key, name in [("dmri", "data.nii.gz"), ("bvals", "bvals"), ("bvecs", "bvecs"), ("mask", "mask.nii.gz")]}
+    shape = crop_subject(
+        subject_dir / "data.nii.gz",
+        subject_dir / "bvals",
+        subject_dir / "bvecs",
+        subject_dir / "nodif_brain_mask.nii.gz",
+        out,
+        out_dir / "box.json",
+    )
+    return out, out_dir / "box.json", shape
+
+
+def test_crop_keeps_every_volume_and_the_world_position(subject_dir, cropped):
+    out, box_path, shape = cropped
+    original = nib.load(subject_dir / "data.nii.gz")
+    image = nib.load(out["dmri"])
+    assert image.shape == tuple(shape) + (original.shape[3],)
+    box = json.loads(box_path.read_text())
+    start = np.array(box["start"])
+    # voxel (0, 0, 0) of the crop is voxel `start` of the original, in world coordinates too
+    np.testing.assert_allclose(image.affine[:3, 3], (original.affine @ np.append(start, 1))[:3])
+    np.testing.assert_allclose(
+        image.get_fdata()[1, 2, 3], original.get_fdata()[start[0] + 1, start[1] + 2, start[2] + 3], rtol=1e-6
+    )
+    # a truth map cropped with the same box lines up with the cropped mask
+    tissue_out = box_path.parent / "tissue.nii.gz"
+    crop_like(subject_dir / "tissue.nii.gz", box_path, tissue_out)
+    tissue = io.load_nifti(tissue_out, dtype=np.uint8)
+    mask = io.load_nifti(out["mask"], dtype=np.uint8)
+    assert tissue.shape == mask.shape
+    np.testing.assert_array_equal(tissue > 0, mask > 0)
+
+
+def test_crop_rejects_mismatched_bvals(subject_dir, tmp_path):
+    short = tmp_path / "bvals"
+    short.write_text(" ".join(["1000"] * 5) + "\n")
+    out = {k: tmp_path / f"{k}.nii.gz" for k in ("dmri", "mask")} | {"bvals": tmp_path / "o.bval", "bvecs": tmp_path / "o.bvec"}
+    with pytest.raises(InputError, match="b-values"):
+        crop_subject(subject_dir / "data.nii.gz", short, subject_dir / "bvecs", subject_dir / "nodif_brain_mask.nii.gz", out, tmp_path / "box.json")
+
+
+def test_split_octants_only_above_the_limit_and_tfrecords_round_trip(cropped, tmp_path):
+    from dmri_rcnn.core.processing import load_tfrecord_data
+
+    out, _, _ = cropped
+    args = (out["dmri"], out["bvals"], out["bvecs"], out["mask"])
+    assert split_octants(*args, tmp_path / "whole", max_values=10**9) == 1
+    data = io.load_nifti(out["dmri"])
+    assert split_octants(*args, tmp_path / "octants", max_values=data.size - 1) == 8
+    parts = sorted((tmp_path / "octants").glob("part-*/data.nii"))
+    assert len(parts) == 8
+    merged = io.merge_octants([io.load_nifti(p) for p in parts])
+    np.testing.assert_array_equal(merged, data)
+
+    records = make_tfrecords(tmp_path / "octants", tmp_path / "records")
+    assert [r.name for r in records] == [f"part-{i}.tfrecord" for i in range(8)]
+    first = load_tfrecord_data(records[0])
+    np.testing.assert_allclose(first.dmri, io.load_nifti(parts[0]), rtol=1e-6)
+    assert first.bvecs.shape == (3, data.shape[-1])
+
+
+def test_context_split_is_farthest_point_seeded_and_covers_the_shell(cropped, tmp_path):
+    out, _, _ = cropped
+    names = ["context", "context_bvecs", "context_bvals", "targets", "target_bvecs", "target_bvals", "b0"]
+
+    def run(folder, seed):
+        paths = {name: folder / name for name in names}
+        paths["context"] = folder / "context.nii.gz"
+        paths["targets"] = folder / "targets.nii.gz"
+        paths["b0"] = folder / "b0.nii.gz"
+        subsample_context(out["dmri"], out["bvals"], out["bvecs"], 1000, 6, seed, paths)
+        return paths
+
+    first = run(tmp_path / "a", seed=3)
+    again = run(tmp_path / "b", seed=3)
+    context = io.load_nifti(first["context"])
+    targets = io.load_nifti(first["targets"])
+    assert context.shape[-1] == 6 and targets.shape[-1] == 24  # 30 directions at b = 1000
+    assert io.load_nifti(first["b0"]).shape[-1] == 2
+    np.testing.assert_array_equal(io.load_bvec(first["context_bvecs"]), io.load_bvec(again["context_bvecs"]))
+    bvals = io.load_bval(first["target_bvals"])
+    assert np.all(np.abs(bvals - 1000) <= 30)
+    # context and targets are disjoint and together make up the whole shell
+    all_bvecs = io.load_bvec(out["bvecs"])
+    shell = np.abs(io.load_bval(out["bvals"]) - 1000) <= 30
+    union = np.concatenate([io.load_bvec(first["context_bvecs"]), io.load_bvec(first["target_bvecs"])], axis=1)
+    assert union.shape[1] == shell.sum()
+    np.testing.assert_allclose(np.sort(union.T, axis=0), np.sort(all_bvecs[:, shell].T, axis=0), atol=1e-5)
+    # well spread (arc distance as in training, antipodes distinct): no two of the 6 within 45 degrees
+    ctx = io.load_bvec(first["context_bvecs"]).T
+    cosines = ctx @ ctx.T
+    np.fill_diagonal(cosines, -1)
+    assert np.degrees(np.arccos(cosines.max())) > 45

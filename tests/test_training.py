@@ -1,0 +1,104 @@
+"""train_model on real TFRecords of synthetic subjects: history, best weights, interruption and resume."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from dmri_rcnn.core.processing import save_tfrecord_data
+from dmri_rcnn.simulation import simulate_subject
+from dmri_rcnn.training import read_checkpoint_state, settings_fingerprint, train_model
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("records")
+    paths = []
+    for name, seed in (("train", 1), ("val", 2)):
+        subject = simulate_subject(seed=seed, shape=(12, 12, 10), n_directions=20, n_b0=1)
+        path = folder / name / "part-0.tfrecord"
+        save_tfrecord_data(subject.dmri, subject.bvecs, subject.bvals, subject.mask, path)
+        paths.append(path)
+    return paths
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Stops the run like a kill would, right after the checkpoint of ``epoch`` was committed."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epoch:
+            raise KeyboardInterrupt
+
+
+def run(records, out, epochs, **kwargs):
+    return train_model(
+        model_dim=1,
+        shells=[1000],
+        q_in=6,
+        train_records=[records[0]],
+        validation_records=[records[1]],
+        weights_path=out / "best.weights.h5",
+        history_path=out / "history.tsv",
+        loss_plot_path=out / "loss.png",
+        checkpoint_dir=out / "checkpoint",
+        width=0.05,
+        epochs=epochs,
+        steps_per_epoch=2,
+        validation_steps=1,
+        batch_size=2,
+        q_out=10,
+        seed=7,
+        title="1D test",
+        **kwargs,
+    )
+
+
+def test_interrupted_training_resumes_from_the_last_committed_epoch(records, tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        run(records, tmp_path, epochs=4, callbacks=[Interrupt(2)])
+    state = json.loads((tmp_path / "checkpoint" / "state.json").read_text())
+    assert state["epoch"] == 2 and [row["epoch"] for row in state["history"]] == [1, 2]
+    assert not (tmp_path / "best.weights.h5").exists(), "outputs appear only when training completes"
+    # only the current epoch's files are kept
+    assert sorted(p.name for p in (tmp_path / "checkpoint").glob("epoch-*")) == [
+        "epoch-0002.optimizer.npz",
+        "epoch-0002.weights.h5",
+    ]
+
+    result = run(records, tmp_path, epochs=4)
+    assert result["resumed_from"] == 2
+    history = pd.read_csv(tmp_path / "history.tsv", sep="\t")
+    assert list(history["epoch"]) == [1, 2, 3, 4]
+    assert list(history["run"]) == [1, 1, 2, 2]
+    assert np.isfinite(history["loss"]).all() and np.isfinite(history["val_loss"]).all()
+    best = int(history["val_loss"].idxmin())
+    assert result["best_epoch"] == history.loc[best, "epoch"]
+    assert result["best_val_loss"] == pytest.approx(history["val_loss"].min(), rel=1e-5)
+    assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (tmp_path / "checkpoint").exists()
+
+    # the best weights load into the architecture and differ from a fresh initialisation
+    from dmri_rcnn.core.model import get_1d_autoencoder
+
+    trained = get_1d_autoencoder(weights=None, width=0.05)
+    trained.optimizer.build(trained.trainable_variables)  # the file holds the optimizer's slots too
+    trained.load_weights(tmp_path / "best.weights.h5")
+    fresh = get_1d_autoencoder(weights=None, width=0.05)
+    assert any(not np.allclose(a, b) for a, b in zip(trained.get_weights(), fresh.get_weights()))
+
+
+def test_checkpoint_with_other_settings_is_not_resumed(tmp_path):
+    fingerprint = settings_fingerprint({"q_in": 6})
+    (tmp_path / "state.json").write_text(json.dumps({"fingerprint": fingerprint, "last_weights": "w.weights.h5"}))
+    (tmp_path / "w.weights.h5").write_bytes(b"x")
+    assert read_checkpoint_state(tmp_path, fingerprint) is not None
+    assert read_checkpoint_state(tmp_path, settings_fingerprint({"q_in": 10})) is None
+    assert settings_fingerprint({"a": 1, "b": 2}) == settings_fingerprint({"b": 2, "a": 1})

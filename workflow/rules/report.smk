@@ -1,0 +1,102 @@
+# Figures for the report: the main comparison (MAE and other metrics vs q_in), example slices, FA maps,
+# training curves.
+
+
+rule plot_error_vs_q_in:
+    input:
+        "results/summary.tsv",
+    output:
+        report(
+            "results/figures/error_vs_q_in.png",
+            caption="../report/error_vs_q_in.rst",
+            category="Results",
+            labels={"figure": "MAE vs q_in"},
+        ),
+    log:
+        "logs/plot_error_vs_q_in/plot.log",
+    conda:
+        "../../envs/evaluation.yaml"
+    script:
+        "../scripts/plot_error_vs_q_in.py"
+
+
+rule plot_metric_vs_q_in:
+    input:
+        "results/summary.tsv",
+    output:
+        report(
+            "results/figures/{metric}_vs_q_in.png",
+            caption="../report/metric_vs_q_in.rst",
+            category="Results",
+            subcategory="Other metrics vs q_in",
+            labels={"figure": "{metric} vs q_in"},
+        ),
+    log:
+        "logs/plot_metric_vs_q_in/{metric}.log",
+    wildcard_constraints:
+        metric=alternatives(EXTRA_FIGURE_METRICS),
+    conda:
+        "../../envs/evaluation.yaml"
+    script:
+        "../scripts/plot_metric_vs_q_in.py"
+
+
+rule plot_fa_maps:
+    input:
+        unpack(get_example_dti_inputs),
+        predictions=get_example_predictions_list,
+    output:
+        report(
+            "results/figures/fa_maps.png",
+            caption="../report/fa_maps.rst",
+            category="Results",
+            labels={"figure": "FA maps"},
+        ),
+    log:
+        "logs/plot_fa_maps/plot.log",
+    conda:
+        "../../envs/evaluation.yaml"
+    params:
+        methods=get_example_methods,
+        shell=SETTINGS[0][0],
+    script:
+        "../scripts/plot_fa_maps.py"
+
+
+rule plot_example_slices:
+    input:
+        unpack(get_example_context),
+        predictions=get_example_predictions_list,
+    output:
+        report(
+            "results/figures/example_slices.png",
+            caption="../report/example_slices.rst",
+            category="Results",
+            labels={"figure": "example slices"},
+        ),
+    log:
+        "logs/plot_example_slices/plot.log",
+    conda:
+        "../../envs/evaluation.yaml"
+    params:
+        methods=get_example_methods,
+    script:
+        "../scripts/plot_example_slices.py"
+
+
+rule plot_loss_curves:
+    input:
+        get_all_histories,
+    output:
+        report(
+            "results/figures/loss_curves.png",
+            caption="../report/loss_curves.rst",
+            category="Training",
+            labels={"figure": "loss curves"},
+        ),
+    log:
+        "logs/plot_loss_curves/plot.log",
+    conda:
+        "../../envs/evaluation.yaml"
+    script:
+        "../scripts/plot_loss_curves.py"

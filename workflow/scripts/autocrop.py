@@ -1,0 +1,17 @@
+"""Crop a subject to its brain (rule autocrop)."""
+
+import logging
+
+from dmri_rcnn.study.logs import log_to_file
+from dmri_rcnn.study.data import crop_subject
+
+log_to_file(snakemake.log[0])
+shape = crop_subject(
+    snakemake.input.dmri,
+    snakemake.input.bvals,
+    snakemake.input.bvecs,
+    snakemake.input.mask,
+    out=dict(snakemake.output.items()),
+    box_path=snakemake.output.box,
+)
+logging.info("cropped %s to %s", snakemake.wildcards.subject, shape)

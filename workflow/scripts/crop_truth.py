@@ -1,0 +1,11 @@
+"""Crop a synthetic subject's ground-truth maps with its crop box (rule crop_truth)."""
+
+import logging
+
+from dmri_rcnn.study.logs import log_to_file
+from dmri_rcnn.study.data import crop_like
+
+log_to_file(snakemake.log[0])
+for key in ("tissue", "fibre_dirs", "fibre_fractions"):
+    crop_like(snakemake.input[key], snakemake.input.box, snakemake.output[key])
+    logging.info("cropped %s", snakemake.input[key])

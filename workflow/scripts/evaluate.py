@@ -1,0 +1,17 @@
+"""Metrics of one prediction inside the brain mask (rule evaluate)."""
+
+import logging
+
+from dmri_rcnn.study.logs import log_to_file
+from dmri_rcnn.study.evaluation import evaluate_method
+
+log_to_file(snakemake.log[0])
+row = evaluate_method(
+    files=dict(snakemake.input.items()),
+    subject=snakemake.wildcards.subject,
+    method=snakemake.wildcards.method,
+    shell=int(snakemake.wildcards.shell),
+    q_in=int(snakemake.wildcards.q_in),
+    out_path=snakemake.output[0],
+)
+logging.info("%s", row)

@@ -1,0 +1,22 @@
+"""Check a subject's files fetched from S3 and move them under resources/ (rule download_hcp_subject).
+
+Snakemake's S3 storage plugin has already downloaded the inputs; each is read to its end and checked
+against the others, and an error names the S3 key of the bad object.
+"""
+
+import logging
+
+from dmri_rcnn.sources import copy_checked_hcp_subject
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+keys = ("dmri", "bvals", "bvecs", "mask")
+try:
+    copy_checked_hcp_subject(
+        sources={key: snakemake.input[key] for key in keys},
+        targets={key: snakemake.output[key] for key in keys},
+        origins=snakemake.params.urls,
+    )
+except Exception:
+    logging.exception("subject %s failed its checks", snakemake.wildcards.subject)
+    raise
+logging.info("subject %s: 4 files checked and stored", snakemake.wildcards.subject)

@@ -1,0 +1,24 @@
+"""Predict the held-out target directions with a trained model (rule infer)."""
+
+import logging
+
+from dmri_rcnn.study.logs import log_to_file
+from dmri_rcnn.study.inference import predict_with_trained_model
+from dmri_rcnn.training import configure_threads
+
+log_to_file(snakemake.log[0])
+configure_threads(snakemake.threads)
+spec = snakemake.params.spec
+predict_with_trained_model(
+    context=snakemake.input.context,
+    context_bvecs=snakemake.input.context_bvecs,
+    target_bvecs=snakemake.input.target_bvecs,
+    mask=snakemake.input.mask,
+    weights=snakemake.input.weights,
+    model_dim=spec["dim"],
+    width=spec["width"],
+    shell=int(snakemake.wildcards.shell),
+    out_path=snakemake.output[0],
+    batch_size=snakemake.params.batch_size,
+)
+logging.info("%s -> %s", spec["name"], snakemake.output[0])

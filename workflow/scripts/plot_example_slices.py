@@ -1,0 +1,13 @@
+"""Figure: one slice of one target direction, every method and its error (rule plot_example_slices)."""
+
+
+from dmri_rcnn.study.logs import log_to_file
+from dmri_rcnn.study.evaluation import plot_example_slices
+
+log_to_file(snakemake.log[0])
+plot_example_slices(
+    targets=snakemake.input.targets,
+    mask=snakemake.input.mask,
+    predictions=dict(zip(snakemake.params.methods, snakemake.input.predictions)),
+    out_path=snakemake.output[0],
+)

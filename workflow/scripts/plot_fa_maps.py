@@ -1,0 +1,13 @@
+"""Figure: FA from acquired vs predicted targets for the example subject (rule plot_fa_maps)."""
+
+
+from dmri_rcnn.study.logs import log_to_file
+from dmri_rcnn.study.evaluation import plot_fa_maps
+
+log_to_file(snakemake.log[0])
+plot_fa_maps(
+    files=dict(snakemake.input.items()),
+    predictions=dict(zip(snakemake.params.methods, snakemake.input.predictions)),
+    shell=snakemake.params.shell,
+    out_path=snakemake.output[0],
+)

@@ -1,0 +1,18 @@
+"""Spherical-harmonic interpolation of the held-out target directions (rule sh_baseline)."""
+
+import logging
+
+from dmri_rcnn.study.logs import log_to_file
+from dmri_rcnn.study.evaluation import predict_with_sh
+
+log_to_file(snakemake.log[0])
+chosen = predict_with_sh(
+    context=snakemake.input.context,
+    context_bvecs=snakemake.input.context_bvecs,
+    target_bvecs=snakemake.input.target_bvecs,
+    mask=snakemake.input.mask,
+    settings=snakemake.params.settings,
+    out_path=snakemake.output[0],
+    seed=snakemake.params.seed,
+)
+logging.info("%s: %s", snakemake.wildcards.method, chosen)

@@ -1,0 +1,20 @@
+"""Simulate one synthetic HCP-like subject (rule simulate_subject)."""
+
+import logging
+from pathlib import Path
+
+from dmri_rcnn.study.logs import log_to_file
+from dmri_rcnn.simulation import simulate_subject, write_subject
+
+log_to_file(snakemake.log[0])
+settings = snakemake.params.settings
+subject = simulate_subject(
+    seed=snakemake.params.seed,
+    shape=tuple(settings["shape"]),
+    voxel_size=settings["voxel_size"],
+    n_directions=settings["n_directions"],
+    n_b0=settings["n_b0"],
+    snr=settings["snr"],
+)
+paths = write_subject(subject, Path(snakemake.output.dmri).parent, write_noiseless=settings["write_noiseless"])
+logging.info("subject %s (seed %d): %s", snakemake.wildcards.subject, snakemake.params.seed, sorted(paths))

@@ -1,0 +1,17 @@
+"""Split a subject into octants when its TFRecord would be too large (rule split_octants)."""
+
+import logging
+
+from dmri_rcnn.study.logs import log_to_file
+from dmri_rcnn.study.data import split_octants
+
+log_to_file(snakemake.log[0])
+n_parts = split_octants(
+    snakemake.input.dmri,
+    snakemake.input.bvals,
+    snakemake.input.bvecs,
+    snakemake.input.mask,
+    snakemake.output.parts,
+    max_values=snakemake.params.max_values,
+)
+logging.info("%s: %d part(s)", snakemake.wildcards.subject, n_parts)
