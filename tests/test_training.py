@@ -102,3 +102,20 @@ def test_checkpoint_with_other_settings_is_not_resumed(tmp_path):
     assert read_checkpoint_state(tmp_path, fingerprint) is not None
     assert read_checkpoint_state(tmp_path, settings_fingerprint({"q_in": 10})) is None
     assert settings_fingerprint({"a": 1, "b": 2}) == settings_fingerprint({"b": 2, "a": 1})
+
+
+@pytest.mark.parametrize("antipodal", [False, True])
+def test_antipodal_option_reaches_the_direction_sampler(records, tmp_path, monkeypatch, antipodal):
+    from dmri_rcnn.core.processing import processor as processor_module
+
+    seen = []
+    real_sampler = processor_module.farthest_point_subsets
+
+    def recording_sampler(bvecs, q_in, q_out, rng, use_antipodal):
+        seen.append(use_antipodal)
+        return real_sampler(bvecs, q_in, q_out, rng, use_antipodal)
+
+    monkeypatch.setattr(processor_module, "farthest_point_subsets", recording_sampler)
+    result = run(records, tmp_path, epochs=1, antipodal=antipodal)
+    assert seen and set(seen) == {antipodal}
+    assert result["settings"]["antipodal"] is antipodal  # part of the resume fingerprint

@@ -237,6 +237,7 @@ def train_model(
     learning_rate: float = 1e-3,
     shuffle_buffer: int = 10000,
     seed: int = 0,
+    antipodal: bool = False,
     title: str = "",
     callbacks: Sequence | None = None,
 ) -> dict:
@@ -259,6 +260,8 @@ def train_model(
     batch_size, q_out, learning_rate, shuffle_buffer : as in the original's training code.
     seed : seeds Keras/NumPy/TF and the data pipeline (same batches on a rerun; CPU kernels may still
         differ in the last digits).
+    antipodal : draw each example's context/target directions by the angle between axes (``v`` same as
+        ``-v``) instead of the original's signed arc distance (False = the original's sampler).
     title : label for the loss plot.
     callbacks : extra Keras callbacks, run after the checkpoint callback each epoch.
 
@@ -285,6 +288,7 @@ def train_model(
         "q_out": q_out,
         "learning_rate": learning_rate,
         "seed": seed,
+        "antipodal": bool(antipodal),
         # subject folder + file name: stable across working directories, distinct across subjects
         "train_records": [f"{Path(p).parent.name}/{Path(p).name}" for p in train_records],
         "validation_records": [f"{Path(p).parent.name}/{Path(p).name}" for p in validation_records],
@@ -318,8 +322,8 @@ def train_model(
 
     # Reseeding the pipeline with the resume point keeps resumed epochs from replaying the first batches.
     data_seed = seed + 1000 * resumed_from
-    processor = TrainingProcessor(shells, q_in, q_out=q_out, seed=data_seed)
-    validation_processor = TrainingProcessor(shells, q_in, q_out=q_out, seed=seed)
+    processor = TrainingProcessor(shells, q_in, q_out=q_out, seed=data_seed, antipodal=antipodal)
+    validation_processor = TrainingProcessor(shells, q_in, q_out=q_out, seed=seed, antipodal=antipodal)
     train_data = processor.load_data(list(map(str, train_records)), batch_size=batch_size, buffer_size=shuffle_buffer)
     validation_data = validation_processor.load_data(
         list(map(str, validation_records)), validation=True, batch_size=batch_size
