@@ -30,5 +30,6 @@ train_model(
     shuffle_buffer=settings["shuffle_buffer"],
     seed=snakemake.params.seed,
     antipodal=snakemake.params.antipodal,
+    loss=settings["loss"],
     title=snakemake.wildcards.model,
 )
