@@ -117,3 +117,25 @@ def test_context_split_is_farthest_point_seeded_and_covers_the_shell(cropped, tm
     cosines = ctx @ ctx.T
     np.fill_diagonal(cosines, -1)
     assert np.degrees(np.arccos(cosines.max())) > 45
+
+
+def test_antipodal_context_split_spreads_axes_not_signed_vectors(cropped, tmp_path):
+    """With ``antipodal=True`` no two context vectors share (nearly) an axis; the signed sampler, on a
+    half-sphere scheme, may pick a vector and its near-opposite."""
+    out, _, _ = cropped
+    names = ["context", "context_bvecs", "context_bvals", "targets", "target_bvecs", "target_bvals", "b0"]
+
+    def smallest_axis_angle(folder, antipodal):
+        paths = {name: folder / name for name in names}
+        paths.update(context=folder / "c.nii.gz", targets=folder / "t.nii.gz", b0=folder / "b0.nii.gz")
+        subsample_context(out["dmri"], out["bvals"], out["bvecs"], 1000, 6, 3, paths, antipodal=antipodal)
+        ctx = io.load_bvec(paths["context_bvecs"]).T
+        cosines = np.abs(ctx @ ctx.T)
+        np.fill_diagonal(cosines, 0)
+        return np.degrees(np.arccos(min(cosines.max(), 1.0)))
+
+    axial = smallest_axis_angle(tmp_path / "axial", antipodal=True)
+    signed = smallest_axis_angle(tmp_path / "signed", antipodal=False)
+    # 6 axes spread over the sphere of axes: about 63 degrees apart at best (icosahedron's axes)
+    assert axial > 40
+    assert axial >= signed

@@ -102,3 +102,47 @@ def test_checkpoint_with_other_settings_is_not_resumed(tmp_path):
     assert read_checkpoint_state(tmp_path, fingerprint) is not None
     assert read_checkpoint_state(tmp_path, settings_fingerprint({"q_in": 10})) is None
     assert settings_fingerprint({"a": 1, "b": 2}) == settings_fingerprint({"b": 2, "a": 1})
+
+
+@pytest.mark.parametrize("antipodal", [False, True])
+def test_antipodal_option_reaches_the_direction_sampler(records, tmp_path, monkeypatch, antipodal):
+    from dmri_rcnn.core.processing import processor as processor_module
+
+    seen = []
+    real_sampler = processor_module.farthest_point_subsets
+
+    def recording_sampler(bvecs, q_in, q_out, rng, use_antipodal):
+        seen.append(use_antipodal)
+        return real_sampler(bvecs, q_in, q_out, rng, use_antipodal)
+
+    monkeypatch.setattr(processor_module, "farthest_point_subsets", recording_sampler)
+    result = run(records, tmp_path, epochs=1, antipodal=antipodal)
+    assert seen and set(seen) == {antipodal}
+    assert result["settings"]["antipodal"] is antipodal  # part of the resume fingerprint
+
+
+def test_masked_loss_ignores_voxels_outside_the_mask():
+    from dmri_rcnn.training import masked_mean_absolute_error
+
+    target = np.zeros((2, 3, 2, 2, 2), np.float32)
+    prediction = np.zeros_like(target)
+    prediction[0, :, 0, 0, 0] = 0.5  # inside the mask: counts
+    prediction[1, :, 1, 1, 1] = 9.0  # outside the mask: ignored
+    mask = np.zeros((2, 1, 2, 2, 2), np.float32)
+    mask[0, 0, 0, 0, :] = 1  # 2 brain voxels in example 0
+    mask[1, 0, 0, :, :] = 1  # 4 in example 1
+    packed = np.concatenate([target, mask], axis=1)
+    loss = float(masked_mean_absolute_error(packed, prediction))
+    # 3 directions x 0.5 over 3 directions x 6 brain voxels
+    assert loss == pytest.approx(3 * 0.5 / (3 * 6))
+    no_brain = np.concatenate([target, np.zeros_like(mask)], axis=1)
+    assert float(masked_mean_absolute_error(no_brain, prediction)) == 0.0
+
+
+def test_training_with_the_masked_loss(records, tmp_path):
+    result = run(records, tmp_path, epochs=1, loss="mae_in_mask")
+    assert result["settings"]["loss"] == "mae_in_mask"
+    row = result["history"][0]
+    assert np.isfinite(row["loss"]) and np.isfinite(row["val_loss"]) and row["loss"] > 0
+    with pytest.raises(Exception, match="mae_in_mask"):
+        run(records, tmp_path / "bad", epochs=1, loss="mse")

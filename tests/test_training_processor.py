@@ -296,3 +296,27 @@ def test_patch_extraction_numpy_and_tf_agree():
     np.testing.assert_array_equal(patches_tf, patches)
     full = np.ones_like(mask)
     assert extract_patches(volume, full)[0].shape[0] == 12
+
+
+def test_target_mask_slot_holds_each_patch_brain_mask(subject_file):
+    """With ``target_mask=True`` the target gains one slot: the patch's brain mask, aligned with the
+    signal patches (same examples, same order) for every direction set and both shells."""
+    path, (_, _, _, mask) = subject_file
+    plain = TrainingProcessor(shells=[1000, 2000], q_in=6, seed=5).load_data([path], validation=True)
+    masked = TrainingProcessor(shells=[1000, 2000], q_in=6, seed=5, target_mask=True).load_data(
+        [path], validation=True
+    )
+    (_, _, _, target), _ = _collect(plain)
+    (_, _, _, masked_target), _ = _collect(masked)
+    assert masked_target.shape == target.shape[:1] + (11,) + target.shape[2:]
+    np.testing.assert_array_equal(masked_target[:, :10], target)
+    expected = extract_patches(mask.astype(np.float32)[..., None], mask, (10, 10, 10))[0][..., 0]  # (P, m, n, o)
+    n_patches = expected.shape[0]
+    slots = masked_target[:, 10]
+    assert set(np.unique(slots)) == {0.0, 1.0}
+    # per shell, examples are patch-major: each patch's mask repeats once per direction set
+    sets_1000, sets_2000 = 40 // 16, 20 // 16  # 40 volumes within 30 s/mm² of b = 1000, 20 at 2000
+    n_1000 = sets_1000 * n_patches
+    assert slots.shape[0] == (sets_1000 + sets_2000) * n_patches
+    np.testing.assert_array_equal(slots[:n_1000], np.repeat(expected, sets_1000, axis=0))
+    np.testing.assert_array_equal(slots[n_1000:], np.repeat(expected, sets_2000, axis=0))

@@ -57,8 +57,37 @@ def list_tfrecords(folders: Sequence[PathLike] | PathLike) -> list[Path]:
     return records
 
 
-def build_model(model_dim: int, width: float = 1.0, learning_rate: float = 1e-3):
-    """A freshly initialised, compiled 1D or 3D dMRI-RCNN (MAE loss, Adam)."""
+LOSSES = ("mae", "mae_in_mask")
+
+
+def masked_mean_absolute_error(y_true, y_pred):
+    """MAE over the brain voxels only.
+
+    Parameters
+    ----------
+    y_true : (B, q_out + 1, m, n, o): the target signal, then the patch's brain mask (1/0) as the last
+        slot (``TrainingProcessor(..., target_mask=True)``).
+    y_pred : (B, q_out, m, n, o) predicted signal.
+
+    Returns
+    -------
+    Scalar: mean of ``|y_true - y_pred|`` over every (example, direction, voxel) inside the mask
+    (0 for a batch without brain voxels).
+    """
+    import keras.ops as ops
+
+    target, mask = y_true[:, :-1], y_true[:, -1:]
+    weights = ops.broadcast_to(mask, ops.shape(target))
+    total = ops.sum(ops.abs(target - y_pred) * weights)
+    return total / ops.maximum(ops.sum(weights), 1.0)
+
+
+def build_model(model_dim: int, width: float = 1.0, learning_rate: float = 1e-3, loss: str = "mae"):
+    """A freshly initialised, compiled 1D or 3D dMRI-RCNN (Adam).
+
+    ``loss`` is ``"mae"`` (the paper: every voxel of the patch) or ``"mae_in_mask"``
+    (:func:`masked_mean_absolute_error`, for targets carrying the mask slot).
+    """
     import keras
 
     from dmri_rcnn.core.model import get_1d_autoencoder, get_3d_autoencoder
@@ -66,8 +95,11 @@ def build_model(model_dim: int, width: float = 1.0, learning_rate: float = 1e-3)
     builders = {1: get_1d_autoencoder, 3: get_3d_autoencoder}
     if model_dim not in builders:
         raise InputError(f"model_dim is {model_dim}; expected 1 or 3")
+    if loss not in LOSSES:
+        raise InputError(f"loss is {loss!r}; expected one of {', '.join(LOSSES)}")
     model = builders[model_dim](weights=None, width=width)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="mae")
+    loss_function = masked_mean_absolute_error if loss == "mae_in_mask" else "mae"
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=loss_function)
     return model
 
 
@@ -237,6 +269,8 @@ def train_model(
     learning_rate: float = 1e-3,
     shuffle_buffer: int = 10000,
     seed: int = 0,
+    antipodal: bool = False,
+    loss: str = "mae",
     title: str = "",
     callbacks: Sequence | None = None,
 ) -> dict:
@@ -259,6 +293,10 @@ def train_model(
     batch_size, q_out, learning_rate, shuffle_buffer : as in the original's training code.
     seed : seeds Keras/NumPy/TF and the data pipeline (same batches on a rerun; CPU kernels may still
         differ in the last digits).
+    antipodal : draw each example's context/target directions by the angle between axes (``v`` same as
+        ``-v``) instead of the original's signed arc distance (False = the original's sampler).
+    loss : ``"mae"`` (the paper: every voxel of the training patches, brain or not) or ``"mae_in_mask"``
+        (only voxels inside the brain mask; the training and validation losses are then masked MAEs).
     title : label for the loss plot.
     callbacks : extra Keras callbacks, run after the checkpoint callback each epoch.
 
@@ -285,6 +323,8 @@ def train_model(
         "q_out": q_out,
         "learning_rate": learning_rate,
         "seed": seed,
+        "antipodal": bool(antipodal),
+        "loss": loss,
         # subject folder + file name: stable across working directories, distinct across subjects
         "train_records": [f"{Path(p).parent.name}/{Path(p).name}" for p in train_records],
         "validation_records": [f"{Path(p).parent.name}/{Path(p).name}" for p in validation_records],
@@ -294,7 +334,7 @@ def train_model(
     resumed_from = state["epoch"] if state else 0
 
     keras.utils.set_random_seed(seed + resumed_from)
-    model = build_model(model_dim, width, learning_rate)
+    model = build_model(model_dim, width, learning_rate, loss)
     if state:
         model.optimizer.build(model.trainable_variables)  # so the weights file's optimizer slots load too
         model.load_weights(checkpoint_dir / state["last_weights"])
@@ -318,8 +358,11 @@ def train_model(
 
     # Reseeding the pipeline with the resume point keeps resumed epochs from replaying the first batches.
     data_seed = seed + 1000 * resumed_from
-    processor = TrainingProcessor(shells, q_in, q_out=q_out, seed=data_seed)
-    validation_processor = TrainingProcessor(shells, q_in, q_out=q_out, seed=seed)
+    target_mask = loss == "mae_in_mask"
+    processor = TrainingProcessor(shells, q_in, q_out=q_out, seed=data_seed, antipodal=antipodal, target_mask=target_mask)
+    validation_processor = TrainingProcessor(
+        shells, q_in, q_out=q_out, seed=seed, antipodal=antipodal, target_mask=target_mask
+    )
     train_data = processor.load_data(list(map(str, train_records)), batch_size=batch_size, buffer_size=shuffle_buffer)
     validation_data = validation_processor.load_data(
         list(map(str, validation_records)), validation=True, batch_size=batch_size

@@ -21,6 +21,7 @@ rule subsample_context:
     params:
         seed=context_seed,
         tolerance=config["preprocess"]["shell_tolerance"],
+        antipodal=config["sampling"]["antipodal"],
     script:
         "../scripts/subsample_context.py"
 

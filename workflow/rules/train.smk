@@ -31,6 +31,7 @@ rule train_model:
         spec=model_spec,
         width=config["models"]["width"],
         training=config["training"],
+        antipodal=config["sampling"]["antipodal"],
         seed=training_seed,
     script:
         "../scripts/train_model.py"

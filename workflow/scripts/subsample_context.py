@@ -15,5 +15,6 @@ context, targets = subsample_context(
     seed=snakemake.params.seed,
     out=dict(snakemake.output.items()),
     tolerance=snakemake.params.tolerance,
+    antipodal=snakemake.params.antipodal,
 )
 logging.info("context volumes %s; %d targets", list(context), len(targets))

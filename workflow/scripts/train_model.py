@@ -29,5 +29,7 @@ train_model(
     learning_rate=settings["learning_rate"],
     shuffle_buffer=settings["shuffle_buffer"],
     seed=snakemake.params.seed,
+    antipodal=snakemake.params.antipodal,
+    loss=settings["loss"],
     title=snakemake.wildcards.model,
 )

@@ -130,6 +130,7 @@ def subsample_context(
     out: dict,
     tolerance: float = 30.0,
     b0_threshold: float = 50.0,
+    antipodal: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split one shell of a test subject into context and held-out target directions.
 
@@ -147,6 +148,9 @@ def subsample_context(
         ``target_bvecs``, ``target_bvals`` and ``b0`` (all b0 volumes, (i, j, k, n_b0)).
     tolerance : shell membership tolerance, s/mm².
     b0_threshold : volumes with b below this are b0.
+    antipodal : spread the context by the angle between axes (``v`` same as ``-v``) rather than by the
+        original's signed arc distance, which on a half-sphere scheme can pick near-opposite vectors,
+        i.e. nearly the same axis.
 
     Returns
     -------
@@ -159,7 +163,7 @@ def subsample_context(
     bval = io.load_bval(bvals)
     bvec = io.load_bvec(bvecs)
     shell_dmri, shell_bvecs, shell_bvals = select_shell(data, bvec, bval, shell, tolerance)
-    context_index, target_index = select_context_directions(shell_bvecs, int(q_in), seed)
+    context_index, target_index = select_context_directions(shell_bvecs, int(q_in), seed, antipodal=antipodal)
     is_b0 = bval < b0_threshold
     if not is_b0.any():
         raise InputError(f"{bvals}: no b0 volume (b < {b0_threshold:g}); the evaluation needs one")

@@ -55,6 +55,9 @@ class TrainingProcessor:
     percentile : percentile used with ``norm=True``.
     antipodal : choose the direction sets by the angle between axes (``v`` same as ``-v``) instead of the
         original's signed arc distance (see :mod:`dmri_rcnn.core.processing.directions`).
+    target_mask : append the patch's brain mask (1 inside, 0 outside) to every target as one extra slot
+        on the direction axis, so the target is (B, q_out + 1, m, n, o); for a loss restricted to the
+        mask (:func:`dmri_rcnn.training.masked_mean_absolute_error`). Not in the original (False).
 
     The original's keywords ``norms``, ``shell_var``, ``pcent`` and ``random_seed`` (``False``: start
     every direction subset at the lowest unused index) are accepted too.
@@ -72,6 +75,7 @@ class TrainingProcessor:
         scales: Mapping[float, float] | None = None,
         percentile: float = 99.0,
         antipodal: bool = False,
+        target_mask: bool = False,
         **original_kwargs,
     ):
         unknown = set(original_kwargs) - {"norms", "shell_var", "pcent", "random_seed"}
@@ -98,6 +102,7 @@ class TrainingProcessor:
         self.shell_tolerance = shell_tolerance
         self.percentile = percentile
         self.antipodal = bool(antipodal)
+        self.target_mask = bool(target_mask)
         if self.norm:
             self.scales = None
         elif scales is not None:
@@ -207,7 +212,10 @@ class TrainingProcessor:
         """
         dmri, bvec, bval, mask = record["dmri"], record["bvec"], record["bval"], record["mask"]
         q, m, n, o = self.set_size, *self.patch_shape
-        signal_parts, bvec_parts = [], []
+        signal_parts, bvec_parts, mask_parts = [], [], []
+        if self.target_mask:
+            mask_patches = extract_patches_tf(tf.cast(tf.not_equal(mask, 0), tf.float32)[..., None], mask, self.patch_shape)
+            mask_patches = tf.transpose(mask_patches, [0, 4, 1, 2, 3])  # (P, 1, m, n, o)
         for position, shell in enumerate(self.shells):
             in_shell = tf.where(tf.abs(bval - shell) <= self.shell_tolerance)[:, 0]
             n_dirs = tf.shape(in_shell, out_type=tf.int64)[0]
@@ -235,10 +243,15 @@ class TrainingProcessor:
             signal_parts.append(tf.reshape(tf.transpose(patches, [0, 4, 5, 1, 2, 3]), [-1, q, m, n, o]))
             set_bvecs = tf.transpose(tf.reshape(tf.gather(bvec, volumes, axis=1), [3, n_sets, q]), [1, 2, 0])
             bvec_parts.append(tf.reshape(tf.tile(set_bvecs[None], [n_patches, 1, 1, 1]), [-1, q, 3]))
+            if self.target_mask:  # the same mask patch for every set of a patch (patch-major, like the signal)
+                mask_parts.append(tf.repeat(mask_patches, n_sets, axis=0))
         signal = tf.concat(signal_parts, axis=0)
         bvecs = tf.concat(bvec_parts, axis=0)
         context = tf.ensure_shape(signal[:, : self.q_in], [None, self.q_in, m, n, o])
         target = tf.ensure_shape(signal[:, self.q_in :], [None, self.q_out, m, n, o])
+        if self.target_mask:
+            target = tf.concat([target, tf.concat(mask_parts, axis=0)], axis=1)
+            target = tf.ensure_shape(target, [None, self.q_out + 1, m, n, o])
         bvec_in = tf.ensure_shape(bvecs[:, : self.q_in], [None, self.q_in, 3])
         bvec_out = tf.ensure_shape(bvecs[:, self.q_in :], [None, self.q_out, 3])
         return (context, bvec_in, bvec_out), target
