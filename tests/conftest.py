@@ -15,6 +15,12 @@ os.environ.setdefault("PYTHONHASHSEED", "0")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# Console scripts (run_dmri_rcnn.py, snakemake, ...) and `python` in subprocesses must be those of the
+# environment running the tests, also when pytest is started as .venv/bin/pytest without activation.
+_ENV_BIN = str(Path(sys.executable).parent)
+if os.environ.get("PATH", "").split(os.pathsep)[0] != _ENV_BIN:
+    os.environ["PATH"] = _ENV_BIN + os.pathsep + os.environ.get("PATH", "")
+
 
 @pytest.fixture(autouse=True)
 def _isolated_home_dirs(tmp_path_factory, monkeypatch):
