@@ -44,6 +44,11 @@ REQUIRED_PROGRAMS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo
 PARTITION = "debug"
 STATE_FILE = "cluster.json"
 
+# Debian installs the daemons (munged, slurmctld, slurmd) in /usr/sbin, which a minimal PATH lacks.
+for _sbin in ("/usr/sbin", "/sbin"):
+    if _sbin not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.environ.get("PATH", "") + os.pathsep + _sbin
+
 
 class SlurmUnavailable(RuntimeError):
     """The local SLURM cluster could not be started; the message says why."""
