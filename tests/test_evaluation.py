@@ -28,6 +28,7 @@ from dmri_rcnn.evaluation import (
     normalise_by_b0,
     peak_signal_to_noise_ratio,
     root_mean_squared_error,
+    select_sh_on_held_out,
     select_sh_parameters,
     sh_interpolate,
     ssim_per_volume,
@@ -198,7 +199,7 @@ def test_sh_baseline_rejects_bad_settings():
         sh_interpolate(np.ones((2, 6)), bvecs, bvecs, basis="mrtrix")
     with pytest.raises(InputError, match="5 volumes"):
         sh_interpolate(np.ones((2, 5)), bvecs, bvecs)
-    with pytest.raises(InputError, match="unit vectors"):
+    with pytest.raises(InputError, match="context bvecs: expected unit b-vectors; column 0 has length 2"):
         sh_interpolate(np.ones((2, 6)), 2 * bvecs, bvecs)
 
 
@@ -207,9 +208,9 @@ def test_sh_selection_picks_the_true_order_on_a_band_limited_signal():
     context_bvecs = random_unit_vectors(24, seed=10)
     selection = select_sh_parameters(band_limited_signal(coefficients, context_bvecs), context_bvecs, orders=(2, 4, 6))
     assert (selection.sh_order, selection.smooth) == (4, 0.0)
-    assert selection.cv_error < 1e-6
+    assert selection.error < 1e-6
     assert len(selection.table) == 3 * 10
-    assert all(row[2] >= selection.cv_error for row in selection.table)
+    assert all(row[2] >= selection.error for row in selection.table)
 
 
 def test_sh_selection_prefers_smoothing_for_isotropic_noise():
@@ -217,8 +218,57 @@ def test_sh_selection_prefers_smoothing_for_isotropic_noise():
     context = 1000 + rng.normal(scale=50, size=(400, 6))
     selection = select_sh_parameters(context, random_unit_vectors(6, seed=12), np.ones(400, bool))
     plain_order2 = next(row[2] for row in selection.table if row[:2] == (2, 0.0))
-    assert selection.cv_error < plain_order2
+    assert selection.error < plain_order2
     assert selection.sh_order == 0 or selection.smooth > 0
+
+
+def test_held_out_selection_picks_the_true_order_on_a_band_limited_signal():
+    coefficients = np.random.default_rng(21).normal(size=(60, 15))
+    context_bvecs, target_bvecs = random_unit_vectors(20, seed=22), random_unit_vectors(30, seed=23)
+    example = {
+        "context": band_limited_signal(coefficients, context_bvecs),
+        "context_bvecs": context_bvecs,
+        "targets": band_limited_signal(coefficients, target_bvecs),
+        "target_bvecs": target_bvecs,
+    }
+    selection = select_sh_on_held_out([example], orders=(2, 4), smooths=(0.0, 0.01))
+    assert (selection.sh_order, selection.smooth, selection.criterion) == (4, 0.0, "held-out")
+    assert selection.error < 1e-6
+    assert [row[:2] for row in selection.table] == [(2, 0.0), (2, 0.01), (4, 0.0), (4, 0.01)]
+    assert all(row[2] > 1e-3 for row in selection.table if row[:2] != (4, 0.0))
+
+
+def test_held_out_selection_error_is_the_pooled_mae_inside_the_masks():
+    context_bvecs, target_bvecs = random_unit_vectors(6, seed=24), random_unit_vectors(4, seed=25)
+    rng = np.random.default_rng(26)
+    examples = []
+    for n_voxels in (5, 8):
+        mask = np.zeros(n_voxels, bool)
+        mask[:3] = True
+        examples.append(
+            {
+                "context": rng.normal(1000, 30, (n_voxels, 6)),
+                "context_bvecs": context_bvecs,
+                "targets": rng.normal(1000, 30, (n_voxels, 4)),
+                "target_bvecs": target_bvecs,
+                "mask": mask,
+            }
+        )
+    selection = select_sh_on_held_out(examples, orders=(0,), smooths=(0.0,))
+    # order 0 predicts the context mean for every target direction
+    errors = [np.abs(e["context"][e["mask"]].mean(-1, keepdims=True) - e["targets"][e["mask"]]) for e in examples]
+    assert selection.error == pytest.approx(np.concatenate(errors).mean())
+
+
+def test_held_out_selection_names_the_bad_example():
+    bvecs = random_unit_vectors(6, seed=27)
+    good = {"context": np.ones((4, 6)), "context_bvecs": bvecs, "targets": np.ones((4, 6)), "target_bvecs": bvecs}
+    with pytest.raises(InputError, match="example 1: targets have 5 volumes but their bvecs have 6"):
+        select_sh_on_held_out([good, {**good, "targets": np.ones((4, 5))}])
+    with pytest.raises(InputError, match="example 0: no voxels inside the mask"):
+        select_sh_on_held_out([{**good, "mask": np.zeros(4, bool)}])
+    with pytest.raises(InputError, match="at least one example"):
+        select_sh_on_held_out([])
 
 
 # ---------------------------------------------------------------- DTI

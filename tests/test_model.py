@@ -121,6 +121,30 @@ def test_width_scales_filters_but_keeps_structure():
     assert small.count_params() < 6_833_193 // 10
 
 
+def test_min_filters_keeps_the_bottleneck_wide_while_width_shrinks_the_rest():
+    plain = get_1d_autoencoder(width=0.125)
+    floored = get_1d_autoencoder(width=0.125, min_filters=16)
+    widths = {
+        name: (plain.get_layer(part).get_layer(name).filters, floored.get_layer(part).get_layer(name).filters)
+        for part, name in [
+            ("encoder", "init_conv"),  # 200 -> 25: above the floor, unchanged
+            ("encoder", "ecvl1_conv"),  # 32 -> 4, floored to 16
+            ("encoder", "conv_lstm"),  # 48 -> 6, floored to 16
+            ("decoder", "dcv3_conv"),  # 16 -> 2, floored to 16
+            ("decoder", "dc4_conv"),  # the single output filter is never widened
+        ]
+    }
+    assert widths == {
+        "init_conv": (25, 25),
+        "ecvl1_conv": (4, 16),
+        "conv_lstm": (6, 16),
+        "dcv3_conv": (2, 16),
+        "dc4_conv": (1, 1),
+    }
+    assert floored.get_layer("decoder").input_shape[0][-1] == 16  # the latent state the decoder receives
+    assert get_1d_autoencoder(width=1.0, min_filters=16).count_params() == 846_817  # no effect at full width
+
+
 def test_keras_file_roundtrip(tmp_path, model_1d):
     path = tmp_path / "rcnn1d.keras"
     model_1d.save(path)

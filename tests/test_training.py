@@ -146,3 +146,43 @@ def test_training_with_the_masked_loss(records, tmp_path):
     assert np.isfinite(row["loss"]) and np.isfinite(row["val_loss"]) and row["loss"] > 0
     with pytest.raises(Exception, match="mae_in_mask"):
         run(records, tmp_path / "bad", epochs=1, loss="mse")
+
+
+def test_cosine_schedule_decays_to_its_final_fraction():
+    from dmri_rcnn.errors import InputError
+    from dmri_rcnn.training import COSINE_FINAL_FRACTION, build_model
+
+    optimizer = build_model(1, width=0.125, learning_rate=2e-3, lr_schedule="cosine", total_steps=100).optimizer
+    expected = {0: 1.0, 50: COSINE_FINAL_FRACTION + (1 - COSINE_FINAL_FRACTION) / 2, 100: COSINE_FINAL_FRACTION}
+    for step, fraction in expected.items():
+        optimizer.iterations.assign(step)
+        assert float(optimizer.learning_rate) == pytest.approx(2e-3 * fraction, rel=1e-5), step
+    with pytest.raises(InputError, match="total number of training steps"):
+        build_model(1, width=0.125, lr_schedule="cosine")
+    with pytest.raises(InputError, match="lr_schedule is 'step'"):
+        build_model(1, width=0.125, lr_schedule="step", total_steps=10)
+
+
+class RecordLearningRate(keras.callbacks.Callback):
+    """Collects the learning rate in force at every training batch."""
+
+    def __init__(self, rates):
+        super().__init__()
+        self.rates = rates
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.rates.append(float(self.model.optimizer.learning_rate))
+
+
+def test_cosine_schedule_resumes_at_the_step_it_stopped(records, tmp_path):
+    straight = []
+    result = run(records, tmp_path / "straight", epochs=3, lr_schedule="cosine", callbacks=[RecordLearningRate(straight)])
+    assert result["settings"]["lr_schedule"] == "cosine"
+    assert len(straight) == 3 * 2 and straight == sorted(straight, reverse=True) and straight[0] > straight[-1]
+
+    with pytest.raises(KeyboardInterrupt):
+        run(records, tmp_path / "resumed", epochs=3, lr_schedule="cosine", callbacks=[Interrupt(1)])
+    resumed = []
+    result = run(records, tmp_path / "resumed", epochs=3, lr_schedule="cosine", callbacks=[RecordLearningRate(resumed)])
+    assert result["resumed_from"] == 1
+    assert resumed == pytest.approx(straight[2:], rel=1e-6)

@@ -42,6 +42,9 @@ def test_default_config_builds_the_whole_study(tmp_path):
     assert counts["train_model"] == 2  # 1D and 3D at b1000, q_in 6
     assert counts["infer"] == 2 * n_test
     assert counts["sh_baseline"] == len(config["sh_baselines"]) * n_test
+    # the tuned SH is chosen once per (shell, q_in) on the validation subjects, whose context is split too
+    assert counts["select_sh_baseline"] == 1
+    assert counts["subsample_context"] == n_test + len(config["subjects"]["validation"])
     assert counts["evaluate"] == (2 + len(config["sh_baselines"])) * n_test
     for rule in ("summarise", "plot_error_vs_q_in", "plot_example_slices", "plot_loss_curves", "all"):
         assert counts[rule] == 1
@@ -72,6 +75,11 @@ BAD_CONFIGS = {
         lambda c: c["models"].update(combined={"enabled": True, "dims": [3], "shells": [1000, 4000], "q_in": [10]}),
         "models.combined.shells",
         "4000",
+    ),
+    "cosine without steps": (
+        lambda c: c["training"].update(lr_schedule="cosine", steps_per_epoch=None),
+        "training.lr_schedule",
+        "steps_per_epoch",
     ),
     "unknown key (schema)": (lambda c: c["training"].update(epochz=3), "training", "epochz"),
     "bad source (schema)": (lambda c: c["subjects"].update(source="ftp"), "source", "ftp"),

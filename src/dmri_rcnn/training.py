@@ -59,6 +59,12 @@ def list_tfrecords(folders: Sequence[PathLike] | PathLike) -> list[Path]:
 
 LOSSES = ("mae", "mae_in_mask")
 
+#: Learning-rate schedules: the paper's constant rate, or cosine decay over the whole training.
+LR_SCHEDULES = ("constant", "cosine")
+
+#: With ``"cosine"``, the rate decays from ``learning_rate`` to this fraction of it at the last step.
+COSINE_FINAL_FRACTION = 0.02
+
 
 def masked_mean_absolute_error(y_true, y_pred):
     """MAE over the brain voxels only.
@@ -82,11 +88,23 @@ def masked_mean_absolute_error(y_true, y_pred):
     return total / ops.maximum(ops.sum(weights), 1.0)
 
 
-def build_model(model_dim: int, width: float = 1.0, learning_rate: float = 1e-3, loss: str = "mae"):
+def build_model(
+    model_dim: int,
+    width: float = 1.0,
+    learning_rate: float = 1e-3,
+    loss: str = "mae",
+    lr_schedule: str = "constant",
+    total_steps: int | None = None,
+    min_filters: int = 1,
+):
     """A freshly initialised, compiled 1D or 3D dMRI-RCNN (Adam).
 
     ``loss`` is ``"mae"`` (the paper: every voxel of the patch) or ``"mae_in_mask"``
-    (:func:`masked_mean_absolute_error`, for targets carrying the mask slot).
+    (:func:`masked_mean_absolute_error`, for targets carrying the mask slot). ``lr_schedule`` is
+    ``"constant"`` (the paper) or ``"cosine"``: the rate falls from ``learning_rate`` along a half cosine
+    to :data:`COSINE_FINAL_FRACTION` of it at ``total_steps`` (the schedule follows the optimizer's step
+    counter, so a resumed training continues where it stopped). ``width`` and ``min_filters`` size the
+    layers (see :func:`dmri_rcnn.core.model.get_3d_autoencoder`).
     """
     import keras
 
@@ -97,9 +115,19 @@ def build_model(model_dim: int, width: float = 1.0, learning_rate: float = 1e-3,
         raise InputError(f"model_dim is {model_dim}; expected 1 or 3")
     if loss not in LOSSES:
         raise InputError(f"loss is {loss!r}; expected one of {', '.join(LOSSES)}")
-    model = builders[model_dim](weights=None, width=width)
+    if lr_schedule not in LR_SCHEDULES:
+        raise InputError(f"lr_schedule is {lr_schedule!r}; expected one of {', '.join(LR_SCHEDULES)}")
+    rate = learning_rate
+    if lr_schedule == "cosine":
+        if not total_steps or total_steps < 1:
+            raise InputError(
+                f"the cosine learning-rate schedule needs the total number of training steps; found {total_steps!r}"
+                " (set steps_per_epoch)"
+            )
+        rate = keras.optimizers.schedules.CosineDecay(learning_rate, int(total_steps), alpha=COSINE_FINAL_FRACTION)
+    model = builders[model_dim](weights=None, width=width, min_filters=min_filters)
     loss_function = masked_mean_absolute_error if loss == "mae_in_mask" else "mae"
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=loss_function)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=rate), loss=loss_function)
     return model
 
 
@@ -261,6 +289,7 @@ def train_model(
     loss_plot_path: PathLike | None,
     checkpoint_dir: PathLike,
     width: float = 1.0,
+    min_filters: int = 1,
     epochs: int = 10,
     steps_per_epoch: int | None = None,
     validation_steps: int | None = None,
@@ -271,6 +300,7 @@ def train_model(
     seed: int = 0,
     antipodal: bool = False,
     loss: str = "mae",
+    lr_schedule: str = "constant",
     title: str = "",
     callbacks: Sequence | None = None,
 ) -> dict:
@@ -287,6 +317,7 @@ def train_model(
     loss_plot_path : output PNG of the loss curves (or None).
     checkpoint_dir : folder for the per-epoch checkpoint; removed after success.
     width : layer-width multiplier (1.0 = the paper's model).
+    min_filters : no layer narrower than this (1 = every layer follows ``width``).
     epochs : total number of epochs (including those done before an interruption).
     steps_per_epoch : cap on batches per epoch (the training data repeat); None = one pass.
     validation_steps : cap on validation batches (the same batches every epoch); None = all.
@@ -297,6 +328,8 @@ def train_model(
         ``-v``) instead of the original's signed arc distance (False = the original's sampler).
     loss : ``"mae"`` (the paper: every voxel of the training patches, brain or not) or ``"mae_in_mask"``
         (only voxels inside the brain mask; the training and validation losses are then masked MAEs).
+    lr_schedule : ``"constant"`` (the paper) or ``"cosine"`` (decay over ``epochs * steps_per_epoch``
+        steps; needs ``steps_per_epoch``), see :func:`build_model`.
     title : label for the loss plot.
     callbacks : extra Keras callbacks, run after the checkpoint callback each epoch.
 
@@ -317,6 +350,7 @@ def train_model(
         "shells": [int(s) for s in shells],
         "q_in": int(q_in),
         "width": float(width),
+        "min_filters": int(min_filters),
         "steps_per_epoch": steps_per_epoch,
         "validation_steps": validation_steps,
         "batch_size": batch_size,
@@ -325,6 +359,7 @@ def train_model(
         "seed": seed,
         "antipodal": bool(antipodal),
         "loss": loss,
+        "lr_schedule": lr_schedule,
         # subject folder + file name: stable across working directories, distinct across subjects
         "train_records": [f"{Path(p).parent.name}/{Path(p).name}" for p in train_records],
         "validation_records": [f"{Path(p).parent.name}/{Path(p).name}" for p in validation_records],
@@ -334,7 +369,8 @@ def train_model(
     resumed_from = state["epoch"] if state else 0
 
     keras.utils.set_random_seed(seed + resumed_from)
-    model = build_model(model_dim, width, learning_rate, loss)
+    total_steps = epochs * steps_per_epoch if steps_per_epoch else None
+    model = build_model(model_dim, width, learning_rate, loss, lr_schedule, total_steps, min_filters)
     if state:
         model.optimizer.build(model.trainable_variables)  # so the weights file's optimizer slots load too
         model.load_weights(checkpoint_dir / state["last_weights"])

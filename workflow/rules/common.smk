@@ -75,6 +75,12 @@ def check_config(cfg):
                     "models.combined.q_in",
                     f"q_in {q_in} is not supported; expected one of {', '.join(map(str, KNOWN_Q_IN))}",
                 )
+    training = cfg["training"]
+    if training.get("lr_schedule") == "cosine" and not training.get("steps_per_epoch"):
+        config_error(
+            "training.lr_schedule",
+            "cosine decays over epochs x steps_per_epoch steps; set training.steps_per_epoch",
+        )
     if subjects["source"] == "synthetic":
         n_directions = cfg["synthetic"]["n_directions"]
         q_out = cfg["training"]["q_out"]
@@ -311,13 +317,14 @@ def get_model_weights(wildcards):
 
 
 def inference_model_spec(wildcards):
-    """Architecture of the model behind an RCNN method (dim, width) for inference."""
+    """Architecture of the model behind an RCNN method (dim, width, min_filters) for inference."""
     model = model_for_method(
         wildcards.method, int(wildcards.shell), int(wildcards.q_in)
     )
     return {
         "dim": MODELS[model]["dim"],
         "width": config["models"]["width"],
+        "min_filters": config["models"]["min_filters"],
         "name": model,
     }
 
@@ -325,6 +332,19 @@ def inference_model_spec(wildcards):
 def sh_settings(wildcards):
     """Order, smoothing and basis of one SH baseline."""
     return SH_BASELINES[wildcards.method]
+
+
+def get_sh_selection(wildcards):
+    """The validation subjects' choice of order and smoothing, for an ``auto`` baseline that uses them."""
+    settings = SH_BASELINES[wildcards.method]
+    if (
+        settings["sh_order"] == "auto"
+        and settings.get("select_on", "validation") == "validation"
+    ):
+        return {
+            "selection": f"results/sh_selection/b{wildcards.shell}_q{wildcards.q_in}/{wildcards.method}.json"
+        }
+    return {}
 
 
 def synthetic_seed(wildcards):

@@ -1,4 +1,5 @@
-# Context/target split of each test subject, then predictions by every method from the same context.
+# Context/target split of each test (and validation) subject, then predictions by every method from the
+# same context.
 
 
 rule subsample_context:
@@ -53,8 +54,45 @@ rule infer:
         "../scripts/infer.py"
 
 
+rule select_sh_baseline:
+    input:
+        context=expand(
+            "results/context/{subject}/b{{shell}}_q{{q_in}}/context.nii.gz",
+            subject=VALIDATION_SUBJECTS,
+        ),
+        context_bvecs=expand(
+            "results/context/{subject}/b{{shell}}_q{{q_in}}/context.bvec",
+            subject=VALIDATION_SUBJECTS,
+        ),
+        targets=expand(
+            "results/context/{subject}/b{{shell}}_q{{q_in}}/targets.nii.gz",
+            subject=VALIDATION_SUBJECTS,
+        ),
+        target_bvecs=expand(
+            "results/context/{subject}/b{{shell}}_q{{q_in}}/targets.bvec",
+            subject=VALIDATION_SUBJECTS,
+        ),
+        mask=expand(
+            "results/preprocessed/{subject}/nodif_brain_mask.nii.gz",
+            subject=VALIDATION_SUBJECTS,
+        ),
+    output:
+        "results/sh_selection/b{shell}_q{q_in}/{method}.json",
+    log:
+        "logs/select_sh_baseline/b{shell}_q{q_in}/{method}.log",
+    wildcard_constraints:
+        method=r"SH[A-Za-z0-9_]*",
+    conda:
+        "../../envs/evaluation.yaml"
+    params:
+        settings=sh_settings,
+    script:
+        "../scripts/select_sh_baseline.py"
+
+
 rule sh_baseline:
     input:
+        unpack(get_sh_selection),
         context="results/context/{subject}/b{shell}_q{q_in}/context.nii.gz",
         context_bvecs="results/context/{subject}/b{shell}_q{q_in}/context.bvec",
         target_bvecs="results/context/{subject}/b{shell}_q{q_in}/targets.bvec",

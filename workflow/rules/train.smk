@@ -26,10 +26,11 @@ rule train_model:
         "../../envs/tensorflow.yaml"
     container:
         container_image("gpu")
-    threads: 2
+    threads: config["training"]["threads"]
     params:
         spec=model_spec,
         width=config["models"]["width"],
+        min_filters=config["models"]["min_filters"],
         training=config["training"],
         antipodal=config["sampling"]["antipodal"],
         seed=training_seed,

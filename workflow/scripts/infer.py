@@ -17,6 +17,7 @@ predict_with_trained_model(
     weights=snakemake.input.weights,
     model_dim=spec["dim"],
     width=spec["width"],
+    min_filters=spec["min_filters"],
     shell=int(snakemake.wildcards.shell),
     out_path=snakemake.output[0],
     batch_size=snakemake.params.batch_size,

@@ -14,5 +14,6 @@ chosen = predict_with_sh(
     settings=snakemake.params.settings,
     out_path=snakemake.output[0],
     seed=snakemake.params.seed,
+    selection=snakemake.input.get("selection"),
 )
 logging.info("%s: %s", snakemake.wildcards.method, chosen)

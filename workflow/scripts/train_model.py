@@ -21,6 +21,7 @@ train_model(
     loss_plot_path=snakemake.output.loss_plot,
     checkpoint_dir=output_dir / "checkpoint",
     width=snakemake.params.width,
+    min_filters=snakemake.params.min_filters,
     epochs=settings["epochs"],
     steps_per_epoch=settings["steps_per_epoch"],
     validation_steps=settings["validation_steps"],
@@ -31,5 +32,6 @@ train_model(
     seed=snakemake.params.seed,
     antipodal=snakemake.params.antipodal,
     loss=settings["loss"],
+    lr_schedule=settings["lr_schedule"],
     title=snakemake.wildcards.model,
 )

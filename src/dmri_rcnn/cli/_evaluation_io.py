@@ -42,13 +42,10 @@ def save_image(data: np.ndarray, like: nib.spatialimages.SpatialImage, path: str
 
 def load_bvecs(path: str | os.PathLike, what: str) -> np.ndarray:
     """Read an FSL b-vector file as a ``(3, N)`` float64 array of unit vectors."""
+    from dmri_rcnn.evaluation.sh_baseline import as_bvec_rows
+
     with _flag(what):
-        bvecs = io.load_bvec(path, dtype=np.float64)
-    norms = np.linalg.norm(bvecs, axis=0)
-    if np.any(np.abs(norms - 1.0) > 1e-2):
-        bad = int(np.argmax(np.abs(norms - 1.0)))
-        raise InputError(f"{what}: {path}: expected unit b-vectors; column {bad} has length {norms[bad]:.4g}")
-    return bvecs / norms
+        return as_bvec_rows(io.load_bvec(path, dtype=np.float64), str(path))
 
 
 def check_output(path: str | os.PathLike, what: str, suffixes: Sequence[str]) -> Path:

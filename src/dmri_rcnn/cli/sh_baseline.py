@@ -103,7 +103,7 @@ def main_unchecked(argv: Sequence[str] | None = None) -> int:
         selection = select_sh_parameters(context, context_bvecs, mask, basis=args.basis, seed=args.seed)
         order, smooth = selection.sh_order, selection.smooth
         print(
-            f"selected SH order {order}, smoothing {smooth:g} (leave-one-out MAE {selection.cv_error:.4g})",
+            f"selected SH order {order}, smoothing {smooth:g} (leave-one-out MAE {selection.error:.4g})",
             file=sys.stderr,
         )
     predicted = sh_interpolate(context, context_bvecs, target_bvecs, sh_order=order, basis=args.basis, smooth=smooth)

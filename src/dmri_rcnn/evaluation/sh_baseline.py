@@ -5,8 +5,15 @@ the series is evaluated at the target b-vectors. Both steps are linear in the si
 directions they collapse into a single ``(q_in, q_out)`` matrix applied to all voxels at once.
 
 The original dMRI-RCNN baseline used order 2, the ``tournier07`` basis and no regularisation. A tuned
-baseline (higher order with Laplacian smoothing, chosen by cross-validation *within the context
-directions*) is much stronger at small q_in, so the study reports both.
+baseline (order and Laplacian smoothing chosen from a grid) is stronger, so the study reports both. Two
+ways to choose the settings:
+
+- :func:`select_sh_on_held_out` picks the setting with the lowest error on directions held out from
+  subjects that are not evaluated (the study's validation subjects, which also pick the models'
+  checkpoints). This is the study's choice: it judges every setting with all q_in context directions.
+- :func:`select_sh_parameters` uses leave-one-out cross-validation within one scan's own context, for a
+  scan with nothing else to learn from. Each fold sees only q_in - 1 directions, which at q_in = 6 is too
+  few to judge order 2 (6 coefficients) and can pick a harmful smoothing.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ ORIGINAL_SH_ORDER = 2
 ORIGINAL_SH_BASIS = "tournier07"
 ORIGINAL_SH_SMOOTH = 0.0
 
-#: Default search grid of :func:`select_sh_parameters`.
+#: Default search grid of :func:`select_sh_on_held_out` and :func:`select_sh_parameters`.
 DEFAULT_SH_ORDERS = (0, 2, 4, 6, 8)
 DEFAULT_SH_SMOOTHS = (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 6e-3, 1e-2, 3e-2, 1e-1, 3e-1)
 
@@ -50,7 +57,7 @@ def as_bvec_rows(bvecs, name: str = "bvecs") -> np.ndarray:
     norms = np.linalg.norm(arr, axis=0)
     if np.any(np.abs(norms - 1.0) > 1e-2):
         bad = int(np.argmax(np.abs(norms - 1.0)))
-        raise InputError(f"{name} must hold unit vectors; column {bad} has length {norms[bad]:.4g}")
+        raise InputError(f"{name}: expected unit b-vectors; column {bad} has length {norms[bad]:.4g}")
     return arr / norms
 
 
@@ -173,17 +180,98 @@ class SHSelection:
     ----------
     sh_order, smooth, basis
         The chosen settings.
-    cv_error : float
-        Their leave-one-out mean absolute error (signal units).
-    table : list of (sh_order, smooth, cv_error)
+    error : float
+        Their mean absolute error (signal units) under ``criterion``.
+    table : list of (sh_order, smooth, error)
         Every setting tried, in grid order.
+    criterion : str
+        How ``error`` was measured: ``"leave-one-out"`` (within the context) or ``"held-out"`` (target
+        directions of other subjects).
     """
 
     sh_order: int
     smooth: float
     basis: str
-    cv_error: float
+    error: float
     table: list[tuple[int, float, float]] = field(default_factory=list)
+    criterion: str = "leave-one-out"
+
+
+def _best_setting(table: list[tuple[int, float, float]]) -> tuple[int, float, float]:
+    """Lowest error; ties go to the simpler setting (lower order, then more smoothing)."""
+    return min(table, key=lambda row: (round(row[2], 10), row[0], -row[1]))
+
+
+def select_sh_on_held_out(
+    examples,
+    *,
+    orders=DEFAULT_SH_ORDERS,
+    smooths=DEFAULT_SH_SMOOTHS,
+    basis: str = ORIGINAL_SH_BASIS,
+) -> SHSelection:
+    """Choose the SH order and Laplacian smoothing that best predict held-out directions of other scans.
+
+    Every setting of the grid fits each example's context and predicts its targets; the setting with the
+    lowest mean absolute error over all target values inside the masks (pooled over the examples) wins.
+    Use scans that are not evaluated afterwards (e.g. validation subjects with the same q_in and shell),
+    so the choice stays fair to the other methods.
+
+    Parameters
+    ----------
+    examples : iterable of dicts with keys
+        ``context`` (..., q_in) signal, ``context_bvecs`` (3, q_in), ``targets`` (..., q_out) acquired
+        signal, ``target_bvecs`` (3, q_out), and optionally ``mask`` (...) bool (all voxels if absent).
+    orders, smooths : sequences
+        The grid searched.
+    basis : {'tournier07', 'descoteaux07'}
+
+    Returns
+    -------
+    SHSelection with ``criterion="held-out"``.
+    """
+    prepared = []
+    for number, example in enumerate(examples):
+        context = np.asarray(example["context"], dtype=np.float64)
+        targets = np.asarray(example["targets"], dtype=np.float64)
+        context_rows = as_bvec_rows(example["context_bvecs"], f"example {number}: context bvecs")
+        target_rows = as_bvec_rows(example["target_bvecs"], f"example {number}: target bvecs")
+        if context.shape[-1] != context_rows.shape[1]:
+            raise InputError(
+                f"example {number}: context has {context.shape[-1]} volumes but its bvecs have"
+                f" {context_rows.shape[1]} directions"
+            )
+        if targets.shape[-1] != target_rows.shape[1]:
+            raise InputError(
+                f"example {number}: targets have {targets.shape[-1]} volumes but their bvecs have"
+                f" {target_rows.shape[1]} directions"
+            )
+        if targets.shape[:-1] != context.shape[:-1]:
+            raise InputError(
+                f"example {number}: context shape {context.shape[:-1]} and target shape {targets.shape[:-1]} differ"
+            )
+        mask = example.get("mask")
+        inside = np.ones(context.shape[:-1], bool) if mask is None else np.asarray(mask, dtype=bool)
+        if inside.shape != context.shape[:-1]:
+            raise InputError(f"example {number}: mask shape {inside.shape} does not match {context.shape[:-1]}")
+        if not inside.any():
+            raise InputError(f"example {number}: no voxels inside the mask")
+        prepared.append((context[inside], targets[inside], context_rows, target_rows))
+    if not prepared:
+        raise InputError("SH selection on held-out directions needs at least one example")
+
+    table = []
+    for sh_order in orders:
+        for smooth in smooths:
+            total, count = 0.0, 0
+            for context, targets, context_rows, target_rows in prepared:
+                matrix = sh_interpolation_matrix(context_rows, target_rows, int(sh_order), basis, float(smooth))
+                total += float(np.abs(context @ matrix - targets).sum())
+                count += targets.size
+            table.append((int(sh_order), float(smooth), total / count))
+    best = _best_setting(table)
+    return SHSelection(
+        sh_order=best[0], smooth=best[1], basis=basis, error=best[2], table=table, criterion="held-out"
+    )
 
 
 def select_sh_parameters(
@@ -256,6 +344,5 @@ def select_sh_parameters(
                 weights[held_out, kept] = basis_matrix[held_out] @ fit
             error = np.mean(np.abs(samples @ weights.T - samples))
             table.append((int(sh_order), float(smooth), float(error)))
-    # Sort key: error, then simpler models first (lower order, stronger smoothing).
-    best = min(table, key=lambda row: (round(row[2], 10), row[0], -row[1]))
-    return SHSelection(sh_order=best[0], smooth=best[1], basis=basis, cv_error=best[2], table=table)
+    best = _best_setting(table)
+    return SHSelection(sh_order=best[0], smooth=best[1], basis=basis, error=best[2], table=table)

@@ -23,6 +23,7 @@ def predict_with_trained_model(
     out_path: PathLike,
     batch_size: int = 4,
     progress: bool = False,
+    min_filters: int = 1,
 ) -> np.ndarray:
     """Build the model, load its ``.weights.h5`` and predict every target direction from the context.
 
@@ -32,7 +33,7 @@ def predict_with_trained_model(
     context_bvecs, target_bvecs : FSL bvec files (3, q_in) and (3, q_out).
     mask : brain mask NIfTI (i, j, k).
     weights : ``.weights.h5`` written by :func:`dmri_rcnn.training.train_model`.
-    model_dim, width : architecture of the trained model.
+    model_dim, width, min_filters : architecture of the trained model.
     shell : b-value (s/mm²) whose constant divides the signal (as in training).
     out_path : output NIfTI (i, j, k, q_out), raw signal units, written atomically.
     batch_size : patches per model call.
@@ -46,7 +47,7 @@ def predict_with_trained_model(
     from dmri_rcnn.core.weights import load_model_weights
 
     builder = get_1d_autoencoder if int(model_dim) == 1 else get_3d_autoencoder
-    model = builder(weights=None, width=width)
+    model = builder(weights=None, width=width, min_filters=min_filters)
     load_model_weights(model, weights, model_dim=int(model_dim))
     dmri, affine = io.load_nifti(context, return_affine=True)
     prediction = infer(

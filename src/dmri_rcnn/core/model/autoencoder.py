@@ -85,11 +85,14 @@ ARCHITECTURES: dict[int, Architecture] = {
 }
 
 
-def _scaled(filters: int, width: float) -> int:
-    return max(1, int(round(filters * width)))
+def _scaled(filters: int, width: float, min_filters: int = 1) -> int:
+    """``filters * width`` rounded, but never below ``min_filters`` (nor above ``filters`` for that reason)."""
+    return max(min(filters, int(min_filters)), 1, int(round(filters * width)))
 
 
-def conv_block(tensor, block: Block, width: float, norm: str | None, activation: str = "swish"):
+def conv_block(
+    tensor, block: Block, width: float, norm: str | None, activation: str = "swish", min_filters: int = 1
+):
     """Conv3D on every q-sample -> activation -> optional normalisation.
 
     Parameters
@@ -99,10 +102,11 @@ def conv_block(tensor, block: Block, width: float, norm: str | None, activation:
         ``{name}_norm``.
     width : multiplier on ``filters``.
     norm : ``"layer"`` (spatial LayerNormalization), ``"batch"`` or ``None``.
+    min_filters : floor of the scaled filter count (see :func:`_scaled`).
     """
     name, filters, kernel_size = block
     tensor = SampleWiseConv3D(
-        _scaled(filters, width),
+        _scaled(filters, width, min_filters),
         kernel_size,
         padding="same",
         kernel_initializer="he_uniform",
@@ -118,8 +122,8 @@ def conv_block(tensor, block: Block, width: float, norm: str | None, activation:
     return tensor
 
 
-def _branches(tensor, blocks, width, norm, skip):
-    outputs = [conv_block(tensor, block, width, norm) for block in blocks]
+def _branches(tensor, blocks, width, norm, skip, min_filters=1):
+    outputs = [conv_block(tensor, block, width, norm, min_filters=min_filters) for block in blocks]
     return layers.Concatenate(axis=-1, name=f"{blocks[0][0][:-1]}_concat")([*outputs, skip])
 
 
@@ -129,6 +133,7 @@ def build_encoder(
     patch_shape=PATCH_SHAPE,
     lstm_units: int = LSTM_UNITS,
     width: float = 1.0,
+    min_filters: int = 1,
 ) -> keras.Model:
     """Encoder: ``[image (batch, q_in, x, y, z), bvec (batch, q_in, 3)]`` -> latent ``(batch, x, y, z, units)``."""
     patch_shape = tuple(patch_shape)
@@ -140,13 +145,13 @@ def build_encoder(
     # The 4-channel q-space input is re-attached after each branch block, like a skip connection.
     qspace = layers.Concatenate(axis=-1, name="qspace")([image_channel, bvec_field])
 
-    init = conv_block(qspace, arch.encoder_init, width, "layer")
-    tensor = _branches(init, arch.encoder_branch1, width, "layer", qspace)
-    tensor = _branches(tensor, arch.encoder_branch2, width, "batch", qspace)
+    init = conv_block(qspace, arch.encoder_init, width, "layer", min_filters=min_filters)
+    tensor = _branches(init, arch.encoder_branch1, width, "layer", qspace, min_filters)
+    tensor = _branches(tensor, arch.encoder_branch2, width, "batch", qspace, min_filters)
     for block in arch.encoder_latent:
-        tensor = conv_block(tensor, block, width, "batch")
+        tensor = conv_block(tensor, block, width, "batch", min_filters=min_filters)
     latent = layers.ConvLSTM3D(
-        _scaled(lstm_units, width),
+        _scaled(lstm_units, width, min_filters),
         1,
         activation="tanh",
         recurrent_activation=keras2_hard_sigmoid,
@@ -162,24 +167,25 @@ def build_decoder(
     patch_shape=PATCH_SHAPE,
     lstm_units: int = LSTM_UNITS,
     width: float = 1.0,
+    min_filters: int = 1,
 ) -> keras.Model:
     """Decoder: ``[state (batch, x, y, z, units), bvec (batch, q_out, 3)]`` -> ``(batch, q_out, x, y, z)``.
 
     Each target direction is decoded from the same latent, independently of the others.
     """
     patch_shape = tuple(patch_shape)
-    state = keras.Input(shape=(*patch_shape, _scaled(lstm_units, width)), name="state")
+    state = keras.Input(shape=(*patch_shape, _scaled(lstm_units, width, min_filters)), name="state")
     bvec = keras.Input(shape=(q_out, 3), name="bvec")
 
     repeated = RepeatLatent(name="repeat_state")([state, bvec])
     bvec_field = TileBVectors(patch_shape, name="tile_bvec")(bvec)
     tensor = layers.Concatenate(axis=-1, name="state_bvec")([repeated, bvec_field])
     for block in arch.decoder_latent:
-        tensor = conv_block(tensor, block, width, "batch")
+        tensor = conv_block(tensor, block, width, "batch", min_filters=min_filters)
     tensor = layers.Concatenate(axis=-1, name="dcvl_concat")([tensor, bvec_field])
-    tensor = _branches(tensor, arch.decoder_branch1, width, "batch", bvec_field)
-    tensor = _branches(tensor, arch.decoder_branch2, width, "batch", bvec_field)
-    tensor = conv_block(tensor, arch.decoder_head, width, None)
+    tensor = _branches(tensor, arch.decoder_branch1, width, "batch", bvec_field, min_filters)
+    tensor = _branches(tensor, arch.decoder_branch2, width, "batch", bvec_field, min_filters)
+    tensor = conv_block(tensor, arch.decoder_head, width, None, min_filters=min_filters)
     tensor = conv_block(tensor, ("dc4", 1, 1), 1.0, None, activation="relu")
     volumes = layers.Reshape((-1, *patch_shape), name="drop_channel")(tensor)
     return keras.Model(inputs=[state, bvec], outputs=volumes, name="decoder")
@@ -200,9 +206,12 @@ def _build_autoencoder(
     lstm_size: int = LSTM_UNITS,
     loss="mae",
     precision: str = "fp32",
+    min_filters: int = 1,
 ) -> keras.Model:
     if width <= 0:
         raise ValueError(f"width must be > 0, got {width}")
+    if min_filters < 1:
+        raise ValueError(f"min_filters must be >= 1, got {min_filters}")
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     arch = ARCHITECTURES[model_dim]
@@ -212,8 +221,8 @@ def _build_autoencoder(
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(PRECISIONS[precision])
     try:
-        encoder = build_encoder(arch, q_in, patch_shape, lstm_size, width)
-        decoder = build_decoder(arch, q_out, patch_shape, lstm_size, width)
+        encoder = build_encoder(arch, q_in, patch_shape, lstm_size, width, min_filters)
+        decoder = build_decoder(arch, q_out, patch_shape, lstm_size, width, min_filters)
     finally:
         keras.config.set_dtype_policy(previous_policy)
 
@@ -251,7 +260,11 @@ def get_3d_autoencoder(weights=None, width: float = 1.0, **kwargs) -> keras.Mode
         ``q_in``, ``q_out`` (None = variable, the default), ``in_vox_shape`` (patch shape, (10, 10, 10)),
         ``lstm_size`` (48), ``loss`` ("mae"), ``precision`` ("fp32", the default, or "bf16": the layers
         compute in bfloat16 under Keras' ``mixed_bfloat16`` policy while the variables stay float32, so
-        the same weights load; faster on CPUs with AVX-512 BF16/AMX and on GPUs, less exact).
+        the same weights load; faster on CPUs with AVX-512 BF16/AMX and on GPUs, less exact),
+        ``min_filters`` (1): no layer is scaled below this many filters (or ConvLSTM units), so a small
+        ``width`` can shrink the wide layers while the narrow recurrent bottleneck (ConvLSTM 48 units,
+        the 32- and 88-filter layers before it, the 16-filter head) keeps enough channels to carry the
+        signal's angular shape.
 
     Returns
     -------
