@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from dmri_rcnn.errors import InputError
-from dmri_rcnn.utils import atomic_path
+from dmri_rcnn.utils import atomic_path, write_json
 
 PathLike = str | os.PathLike
 
@@ -142,11 +142,6 @@ def settings_fingerprint(settings: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _write_json(data: dict, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=1) + "\n")
-
-
 def read_checkpoint_state(checkpoint_dir: PathLike, fingerprint: str) -> dict | None:
     """The committed state in ``checkpoint_dir`` if it exists and was made with the same settings."""
     path = Path(checkpoint_dir) / "state.json"
@@ -256,7 +251,7 @@ def _epoch_callback(checkpoint_dir: Path, state: dict):
             self.state["epoch"] = number
             self.state["last_weights"] = last
             self.state["last_optimizer"] = f"epoch-{number:04d}.optimizer.npz"
-            _write_json(self.state, checkpoint_dir / "state.json")  # the commit point
+            write_json(self.state, checkpoint_dir / "state.json")  # the commit point
             for key in ("last_weights", "last_optimizer", "best_weights"):
                 stale = previous.get(key)
                 if stale and stale != self.state[key]:

@@ -196,6 +196,16 @@ class SHSelection:
     table: list[tuple[int, float, float]] = field(default_factory=list)
     criterion: str = "leave-one-out"
 
+    def settings(self) -> dict:
+        """The choice without the grid: ``sh_order``, ``smooth``, ``basis``, ``error``, ``criterion``."""
+        return {
+            "sh_order": self.sh_order,
+            "smooth": self.smooth,
+            "basis": self.basis,
+            "error": self.error,
+            "criterion": self.criterion,
+        }
+
 
 def _best_setting(table: list[tuple[int, float, float]]) -> tuple[int, float, float]:
     """Lowest error; ties go to the simpler setting (lower order, then more smoothing)."""

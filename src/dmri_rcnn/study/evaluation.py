@@ -29,10 +29,8 @@ def select_sh_on_validation(examples: list[dict], settings: dict, out_path: Path
     -------
     The JSON content as a dict.
     """
-    import json
-
     from dmri_rcnn.evaluation import select_sh_on_held_out
-    from dmri_rcnn.utils import atomic_path
+    from dmri_rcnn.utils import write_json
 
     loaded = [
         {
@@ -46,16 +44,11 @@ def select_sh_on_validation(examples: list[dict], settings: dict, out_path: Path
     ]
     selection = select_sh_on_held_out(loaded, basis=settings.get("basis", "descoteaux07"))
     chosen = {
-        "sh_order": selection.sh_order,
-        "smooth": selection.smooth,
-        "basis": selection.basis,
-        "error": selection.error,
-        "criterion": selection.criterion,
+        **selection.settings(),
         "subjects": [str(files["context"]) for files in examples],
         "table": [{"sh_order": order, "smooth": smooth, "error": error} for order, smooth, error in selection.table],
     }
-    with atomic_path(out_path) as tmp:
-        Path(tmp).write_text(json.dumps(chosen, indent=1) + "\n")
+    write_json(chosen, out_path)
     return chosen
 
 
@@ -103,14 +96,7 @@ def predict_with_sh(
         chosen = {key: saved[key] for key in ("sh_order", "smooth", "basis", "error", "criterion")}
     elif settings["sh_order"] == "auto":
         brain = io.load_nifti(mask, dtype=np.uint8) > 0
-        result = select_sh_parameters(dmri, bvec_in, brain, basis=basis, seed=seed)
-        chosen = {
-            "sh_order": result.sh_order,
-            "smooth": result.smooth,
-            "basis": result.basis,
-            "error": result.error,
-            "criterion": result.criterion,
-        }
+        chosen = select_sh_parameters(dmri, bvec_in, brain, basis=basis, seed=seed).settings()
     else:
         chosen = {"sh_order": int(settings["sh_order"]), "smooth": float(settings.get("smooth", 0.0)), "basis": basis}
     prediction = sh_interpolate(
