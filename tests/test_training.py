@@ -186,3 +186,23 @@ def test_cosine_schedule_resumes_at_the_step_it_stopped(records, tmp_path):
     result = run(records, tmp_path / "resumed", epochs=3, lr_schedule="cosine", callbacks=[RecordLearningRate(resumed)])
     assert result["resumed_from"] == 1
     assert resumed == pytest.approx(straight[2:], rel=1e-6)
+
+
+def test_bf16_training_computes_in_bfloat16_and_saves_float32_weights(records, tmp_path):
+    from dmri_rcnn.core.model import get_1d_autoencoder
+    from dmri_rcnn.errors import InputError
+    from dmri_rcnn.training import build_model
+
+    model = build_model(3, width=0.125, precision="bf16", loss="mae_in_mask")
+    assert model.get_layer("decoder").get_layer("dcv12_conv").compute_dtype == "bfloat16"
+    assert all(weight.dtype == "float32" for weight in model.weights)
+    with pytest.raises(InputError, match="precision is 'fp8'"):
+        build_model(1, width=0.125, precision="fp8")
+
+    result = run(records, tmp_path, epochs=2, precision="bf16")
+    assert result["settings"]["precision"] == "bf16"
+    assert all(np.isfinite(row["loss"]) and np.isfinite(row["val_loss"]) for row in result["history"])
+    fp32 = get_1d_autoencoder(weights=None, width=0.05)
+    fp32.load_weights(tmp_path / "best.weights.h5")  # the weights file is the same as an fp32 model's
+    assert all(weight.dtype == "float32" for weight in fp32.weights)
+    assert settings_fingerprint(result["settings"]) != settings_fingerprint({**result["settings"], "precision": "fp32"})

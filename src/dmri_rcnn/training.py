@@ -96,6 +96,8 @@ def build_model(
     lr_schedule: str = "constant",
     total_steps: int | None = None,
     min_filters: int = 1,
+    precision: str = "fp32",
+    jit_compile: bool | str = "auto",
 ):
     """A freshly initialised, compiled 1D or 3D dMRI-RCNN (Adam).
 
@@ -104,11 +106,15 @@ def build_model(
     ``"constant"`` (the paper) or ``"cosine"``: the rate falls from ``learning_rate`` along a half cosine
     to :data:`COSINE_FINAL_FRACTION` of it at ``total_steps`` (the schedule follows the optimizer's step
     counter, so a resumed training continues where it stopped). ``width`` and ``min_filters`` size the
-    layers (see :func:`dmri_rcnn.core.model.get_3d_autoencoder`).
+    layers (see :func:`dmri_rcnn.core.model.get_3d_autoencoder`). ``precision`` is ``"fp32"`` (the
+    paper) or ``"bf16"``: the layers compute in bfloat16 (Keras ``mixed_bfloat16``) while the weights,
+    the optimizer and the loss stay float32. ``jit_compile``: True compiles the training step with XLA, ``"auto"`` leaves the choice to
+    Keras (XLA on a GPU, not on a CPU).
     """
     import keras
 
     from dmri_rcnn.core.model import get_1d_autoencoder, get_3d_autoencoder
+    from dmri_rcnn.core.model.autoencoder import PRECISIONS
 
     builders = {1: get_1d_autoencoder, 3: get_3d_autoencoder}
     if model_dim not in builders:
@@ -117,6 +123,8 @@ def build_model(
         raise InputError(f"loss is {loss!r}; expected one of {', '.join(LOSSES)}")
     if lr_schedule not in LR_SCHEDULES:
         raise InputError(f"lr_schedule is {lr_schedule!r}; expected one of {', '.join(LR_SCHEDULES)}")
+    if precision not in PRECISIONS:
+        raise InputError(f"precision is {precision!r}; expected one of {', '.join(PRECISIONS)}")
     rate = learning_rate
     if lr_schedule == "cosine":
         if not total_steps or total_steps < 1:
@@ -125,9 +133,9 @@ def build_model(
                 " (set steps_per_epoch)"
             )
         rate = keras.optimizers.schedules.CosineDecay(learning_rate, int(total_steps), alpha=COSINE_FINAL_FRACTION)
-    model = builders[model_dim](weights=None, width=width, min_filters=min_filters)
+    model = builders[model_dim](weights=None, width=width, min_filters=min_filters, precision=precision)
     loss_function = masked_mean_absolute_error if loss == "mae_in_mask" else "mae"
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=rate), loss=loss_function)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=rate), loss=loss_function, jit_compile=jit_compile)
     return model
 
 
@@ -296,6 +304,7 @@ def train_model(
     antipodal: bool = False,
     loss: str = "mae",
     lr_schedule: str = "constant",
+    precision: str = "fp32",
     title: str = "",
     callbacks: Sequence | None = None,
 ) -> dict:
@@ -325,6 +334,8 @@ def train_model(
         (only voxels inside the brain mask; the training and validation losses are then masked MAEs).
     lr_schedule : ``"constant"`` (the paper) or ``"cosine"`` (decay over ``epochs * steps_per_epoch``
         steps; needs ``steps_per_epoch``), see :func:`build_model`.
+    precision : ``"fp32"`` (the paper) or ``"bf16"`` (bfloat16 arithmetic, float32 weights, optimizer and
+        loss; the saved weights are float32 either way), see :func:`build_model`.
     title : label for the loss plot.
     callbacks : extra Keras callbacks, run after the checkpoint callback each epoch.
 
@@ -355,6 +366,7 @@ def train_model(
         "antipodal": bool(antipodal),
         "loss": loss,
         "lr_schedule": lr_schedule,
+        "precision": precision,
         # subject folder + file name: stable across working directories, distinct across subjects
         "train_records": [f"{Path(p).parent.name}/{Path(p).name}" for p in train_records],
         "validation_records": [f"{Path(p).parent.name}/{Path(p).name}" for p in validation_records],
@@ -365,7 +377,7 @@ def train_model(
 
     keras.utils.set_random_seed(seed + resumed_from)
     total_steps = epochs * steps_per_epoch if steps_per_epoch else None
-    model = build_model(model_dim, width, learning_rate, loss, lr_schedule, total_steps, min_filters)
+    model = build_model(model_dim, width, learning_rate, loss, lr_schedule, total_steps, min_filters, precision)
     if state:
         model.optimizer.build(model.trainable_variables)  # so the weights file's optimizer slots load too
         model.load_weights(checkpoint_dir / state["last_weights"])

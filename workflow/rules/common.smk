@@ -357,7 +357,11 @@ def context_seed(wildcards):
 
 
 def training_seed(wildcards):
-    return stable_seed("train", wildcards.model)
+    # training.seed varies the training alone; the subjects and context subsets keep the master seed
+    base = config["training"]["seed"]
+    if base is None:
+        return stable_seed("train", wildcards.model)
+    return stable_seed("train", "seed", base, wildcards.model)
 
 
 def get_all_metrics(wildcards):

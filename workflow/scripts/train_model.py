@@ -33,5 +33,6 @@ train_model(
     antipodal=snakemake.params.antipodal,
     loss=settings["loss"],
     lr_schedule=settings["lr_schedule"],
+    precision=settings["precision"],
     title=snakemake.wildcards.model,
 )
