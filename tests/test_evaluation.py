@@ -491,3 +491,27 @@ def test_sh_cli_process_reports_bad_input_without_traceback(sh_inputs):
     assert proc.returncode == 1
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
     assert not (folder / "x.nii.gz").exists()
+
+
+def test_paper_ordering_per_subject_and_its_report_text():
+    from docutils.core import publish_parts
+
+    from dmri_rcnn.evaluation.summary import ordering_by_subject, ordering_report_rst
+
+    mae = {("s1", "SH"): 200.0, ("s1", "1D"): 190.0, ("s1", "3D"): 170.0, ("s1", "SH_original"): 210.0,
+           ("s2", "SH"): 205.0, ("s2", "1D"): 208.0, ("s2", "3D"): 160.0, ("s2", "SH_original"): 215.0}
+    rows = pd.DataFrame([{"subject": s, "method": m, "shell": 1000, "q_in": 6, "mae": v, "rmse": 2 * v}
+                         for (s, m), v in mae.items()])
+    table = ordering_by_subject(rows)
+    assert list(table.columns) == ["shell", "q_in", "subject", "3D", "1D", "SH", "holds"]
+    assert table.set_index("subject")["holds"].to_dict() == {"s1": True, "s2": False}  # s2: 1D worse than SH
+    text = ordering_report_rst(table)
+    assert "holds on 1 of 2 test subjects" in text
+    assert f"{(170 + 160) / (200 + 205):.2f} × that of SH" in text
+    html = publish_parts(text, writer_name="html")["body"]
+    assert "<table" in html and "208.0" in html and "ERROR" not in html
+
+    rows.loc[(rows.subject == "s2") & (rows.method == "1D"), "mae"] = 195.0
+    assert "holds on every test subject" in ordering_report_rst(ordering_by_subject(rows))
+    without_1d = ordering_by_subject(rows[rows.method != "1D"])
+    assert without_1d.empty and "was not evaluated" in ordering_report_rst(without_1d)

@@ -25,12 +25,14 @@ rule summarise:
     input:
         get_all_metrics,
     output:
-        report(
+        summary=report(
             "results/summary.tsv",
             caption="../report/summary.rst",
             category="Results",
             labels={"table": "summary"},
         ),
+        # the report's front page includes it (workflow/report/workflow.rst)
+        result="results/report/result.rst",
     log:
         "logs/summarise/summary.log",
     conda:

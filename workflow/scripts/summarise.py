@@ -6,5 +6,5 @@ from dmri_rcnn.study.logs import log_to_file
 from dmri_rcnn.study.evaluation import summarise_metric_tables
 
 log_to_file(snakemake.log[0])
-table = summarise_metric_tables(list(snakemake.input), snakemake.output[0])
+table = summarise_metric_tables(list(snakemake.input), snakemake.output.summary, snakemake.output.result)
 logging.info("\n%s", table.to_string())

@@ -93,3 +93,74 @@ def read_metric_tables(paths) -> pd.DataFrame:
     if not frames:
         raise InputError("no metrics tables given to summarise")
     return pd.concat(frames, ignore_index=True)
+
+
+#: The paper's claim, best method first: the 3D RCNN beats the 1D RCNN, which beats the SH baseline.
+PAPER_ORDERING = ("3D", "1D", "SH")
+
+
+def ordering_by_subject(rows: pd.DataFrame, metric: str = "mae", ordering=PAPER_ORDERING) -> pd.DataFrame:
+    """The metric of each method of ``ordering`` per test subject, and whether the ordering holds.
+
+    Parameters
+    ----------
+    rows : one row per (subject, method, shell, q_in), as for :func:`summarise_metrics`.
+    metric : a lower-is-better metric column (``mae``: raw signal units).
+    ordering : methods from best to worst as claimed (default 3D < 1D < SH).
+
+    Returns
+    -------
+    DataFrame with columns ``shell, q_in, subject``, one column per method of ``ordering`` (the metric)
+    and ``holds`` (True where every method is strictly better than the next one). Settings where a
+    method of ``ordering`` was not evaluated are left out.
+    """
+    ordering = list(ordering)
+    wide = rows[rows["method"].isin(ordering)].pivot_table(
+        index=["shell", "q_in", SUBJECT_COLUMN], columns="method", values=metric, aggfunc="first"
+    )
+    wide = wide.dropna(subset=[m for m in ordering if m in wide.columns])
+    if any(m not in wide.columns for m in ordering):
+        return pd.DataFrame(columns=["shell", "q_in", SUBJECT_COLUMN, *ordering, "holds"])
+    wide = wide[ordering]
+    holds = np.ones(len(wide), dtype=bool)
+    for better, worse in zip(ordering, ordering[1:]):
+        holds &= (wide[better] < wide[worse]).to_numpy()
+    wide["holds"] = holds
+    wide.columns.name = None
+    return wide.reset_index()
+
+
+def ordering_report_rst(table: pd.DataFrame, metric: str = "mae", ordering=PAPER_ORDERING) -> str:
+    """reStructuredText stating, per (shell, q_in), each test subject's metric and whether the ordering holds.
+
+    ``table`` is the output of :func:`ordering_by_subject`. The text ends with the mean over subjects and
+    the best method's mean as a fraction of the last (the baseline's).
+    """
+    ordering = list(ordering)
+    claim = " < ".join(f"{metric.upper()}({m})" for m in ordering)
+    if table.empty:
+        return f"The ordering {claim} was not evaluated: the study lacks one of {', '.join(ordering)}.\n"
+    lines = []
+    for (shell, q_in), group in table.groupby(["shell", "q_in"], sort=True):
+        n_hold = int(group["holds"].sum())
+        verdict = "holds on every test subject" if n_hold == len(group) else (
+            f"holds on {n_hold} of {len(group)} test subjects")
+        means = group[ordering].mean()
+        ratio = means[ordering[0]] / means[ordering[-1]]
+        lines += [
+            f"**b = {shell} s/mm², q_in = {q_in}: the paper's ordering {claim} {verdict}.** "
+            f"Mean {metric.upper()} of {ordering[0]} = {ratio:.2f} × that of {ordering[-1]}.",
+            "",
+            ".. list-table::",
+            "   :header-rows: 1",
+            "",
+            "   * - test subject",
+            *[f"     - {m}" for m in ordering],
+            f"     - {' < '.join(ordering)}",
+        ]
+        for _, row in group.iterrows():
+            lines += [f"   * - {row[SUBJECT_COLUMN]}", *[f"     - {row[m]:.1f}" for m in ordering],
+                      f"     - {'yes' if row['holds'] else 'no'}"]
+        mean_holds = all(means[a] < means[b] for a, b in zip(ordering, ordering[1:]))
+        lines += ["   * - mean", *[f"     - {means[m]:.1f}" for m in ordering], f"     - {'yes' if mean_holds else 'no'}", ""]
+    return "\n".join(lines) + "\n"

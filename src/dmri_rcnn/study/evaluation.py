@@ -10,6 +10,7 @@ import pandas as pd
 
 from dmri_rcnn.core import io
 from dmri_rcnn.simulation import TISSUE_LABELS
+from dmri_rcnn.utils import atomic_path
 
 PathLike = str | os.PathLike
 
@@ -149,13 +150,21 @@ def evaluate_method(files: dict, subject: str, method: str, shell: int, q_in: in
     return row
 
 
-def summarise_metric_tables(paths, out_path: PathLike) -> pd.DataFrame:
-    """Mean and sd over subjects per method, shell and q_in (``results/summary.tsv``)."""
-    from dmri_rcnn.evaluation import read_metric_tables, summarise_metrics
-    from dmri_rcnn.evaluation.summary import write_tsv
+def summarise_metric_tables(paths, out_path: PathLike, result_path: PathLike | None = None) -> pd.DataFrame:
+    """Mean and sd over subjects per method, shell and q_in (``results/summary.tsv``).
 
-    table = summarise_metrics(read_metric_tables(paths))
+    ``result_path``: also write the report's statement of the result (reStructuredText): each test
+    subject's MAE of 3D, 1D and SH and whether the paper's ordering 3D < 1D < SH holds.
+    """
+    from dmri_rcnn.evaluation import read_metric_tables, summarise_metrics
+    from dmri_rcnn.evaluation.summary import ordering_by_subject, ordering_report_rst, write_tsv
+
+    rows = read_metric_tables(paths)
+    table = summarise_metrics(rows)
     write_tsv(table, out_path)
+    if result_path is not None:
+        with atomic_path(result_path) as tmp:
+            tmp.write_text(ordering_report_rst(ordering_by_subject(rows)))
     return table
 
 
