@@ -33,7 +33,7 @@ def tiny_config() -> dict:
     config["subjects"].update(train=["tr1"], validation=["va1"], test=["te1"])
     config["synthetic"].update(shape=[16, 16, 10], n_directions=30, n_b0=2, write_noiseless=False)
     config["evaluation"] = [{"shell": 1000, "q_in": [6]}]
-    config["models"].update(dims=[1, 3], width=0.05)
+    config["models"].update(dims=[1, 3], width=0.05, min_filters=1)
     config["models"]["combined"]["enabled"] = False
     config["training"].update(epochs=2, steps_per_epoch=2, validation_steps=1, batch_size=2, shuffle_buffer=64)
     config["inference"]["batch_size"] = 8
