@@ -41,7 +41,7 @@ def test_default_config_builds_the_whole_study(tmp_path):
     assert counts["simulate_subject"] == n_subjects
     assert counts["train_model"] == 2  # 1D and 3D at b1000, q_in 6
     assert counts["infer"] == 2 * n_test
-    assert counts["sh_baseline"] == len(config["sh_baselines"]) * n_test
+    assert counts["predict_sh_baseline"] == len(config["sh_baselines"]) * n_test
     # the tuned SH is chosen once per (shell, q_in) on the validation subjects, whose context is split too
     assert counts["select_sh_baseline"] == 1
     assert counts["subsample_context"] == n_test + len(config["subjects"]["validation"])

@@ -108,10 +108,9 @@ def build_model(
     """
     import keras
 
-    from dmri_rcnn.core.model import get_1d_autoencoder, get_3d_autoencoder
+    from dmri_rcnn.core.model import ARCHITECTURES, get_autoencoder
 
-    builders = {1: get_1d_autoencoder, 3: get_3d_autoencoder}
-    if model_dim not in builders:
+    if model_dim not in ARCHITECTURES:
         raise InputError(f"model_dim is {model_dim}; expected 1 or 3")
     if loss not in LOSSES:
         raise InputError(f"loss is {loss!r}; expected one of {', '.join(LOSSES)}")
@@ -125,7 +124,7 @@ def build_model(
                 " (set steps_per_epoch)"
             )
         rate = keras.optimizers.schedules.CosineDecay(learning_rate, int(total_steps), alpha=COSINE_FINAL_FRACTION)
-    model = builders[model_dim](weights=None, width=width, min_filters=min_filters)
+    model = get_autoencoder(model_dim, weights=None, width=width, min_filters=min_filters)
     loss_function = masked_mean_absolute_error if loss == "mae_in_mask" else "mae"
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=rate), loss=loss_function)
     return model

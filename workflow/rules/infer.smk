@@ -90,7 +90,7 @@ rule select_sh_baseline:
         "../scripts/select_sh_baseline.py"
 
 
-rule sh_baseline:
+rule predict_sh_baseline:
     input:
         unpack(get_sh_selection),
         context="results/context/{subject}/b{shell}_q{q_in}/context.nii.gz",
@@ -100,7 +100,7 @@ rule sh_baseline:
     output:
         "results/predictions/{subject}/b{shell}_q{q_in}/{method}.nii.gz",
     log:
-        "logs/sh_baseline/{subject}/b{shell}_q{q_in}/{method}.log",
+        "logs/predict_sh_baseline/{subject}/b{shell}_q{q_in}/{method}.log",
     wildcard_constraints:
         method=r"SH[A-Za-z0-9_]*",
     conda:
@@ -109,4 +109,4 @@ rule sh_baseline:
         settings=sh_settings,
         seed=context_seed,
     script:
-        "../scripts/sh_baseline.py"
+        "../scripts/predict_sh_baseline.py"
