@@ -106,10 +106,9 @@ def test_deleting_one_inference_output_reruns_only_its_dependents(study):
         "infer": 1,
         "evaluate": 1,
         "summarise": 1,
-        "plot_error_vs_q_in": 1,
         "plot_example_slices": 1,
         "plot_fa_maps": 1,
-        "plot_metric_vs_q_in": 5,
+        "plot_metric_vs_q_in": 6,
         "all": 1,
         "total": 12,
     }, plan

@@ -59,6 +59,9 @@ PUBLISHED_WEIGHTS: dict[tuple[int, int | str, int], PublishedWeights] = {
     (3, "all_norm", 10): PublishedWeights(6415106, 2),
 }
 
+#: Context sizes (q_in) with published weights.
+PUBLISHED_Q_IN: tuple[int, ...] = tuple(sorted({q_in for _, _, q_in in PUBLISHED_WEIGHTS}))
+
 
 def weights_root() -> Path:
     """``$DMRI_RCNN_DIR`` if set, else ``~/.dmri_rcnn`` (read at call time)."""
