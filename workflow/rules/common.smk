@@ -116,9 +116,12 @@ def get_training_records(wildcards):
     }
 
 
-def model_spec(wildcards):
-    """Dimension, shells and q_in of the model being trained."""
-    return MODELS[wildcards.model]
+def training_config(wildcards):
+    """Every setting of the model being trained (TrainingConfig as a dict of plain values)."""
+    from dmri_rcnn.training.config import TrainingConfig
+
+    seed = design.training_seed(config, wildcards.model)
+    return TrainingConfig.from_config(config, MODELS[wildcards.model], seed).to_dict()
 
 
 def trained_model(wildcards):
@@ -167,10 +170,6 @@ def synthetic_seed(wildcards):
 
 def context_seed(wildcards):
     return design.context_seed(config, wildcards.shell, wildcards.q_in)
-
-
-def training_seed(wildcards):
-    return design.training_seed(config, wildcards.model)
 
 
 def get_all_metrics(wildcards):
