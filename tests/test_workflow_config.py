@@ -266,3 +266,49 @@ def test_local_subjects_are_read_in_place(tmp_path, pattern):
     assert "simulate_subject" not in counts and "crop_truth" not in counts
     assert counts["autocrop"] == 3
     assert f"{pattern.format(subject='te1')}/data.nii.gz" in result.stdout
+
+
+def _schema_defaults(schema: dict, node: dict, path: str = ""):
+    """(dotted key, default) of every property with a default, object properties recursed into."""
+    for key, spec in node.get("properties", {}).items():
+        if "$ref" in spec:
+            spec = {**schema["definitions"][spec["$ref"].split("/")[-1]], **spec}
+        dotted = f"{path}.{key}" if path else key
+        if "default" in spec:
+            yield dotted, spec["default"]
+        if spec.get("type") == "object":
+            yield from _schema_defaults(schema, spec, dotted)
+
+
+def test_schema_defaults_equal_the_default_config():
+    # a key left out of a user's config means the same as the shipped config.yaml
+    schema = yaml.safe_load((REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    config = load_default_config()
+    checked = 0
+    for dotted, default in _schema_defaults(schema, schema):
+        value = config
+        for part in dotted.split("."):
+            assert part in value, f"config/config.yaml lacks {dotted} (schema default {default!r})"
+            value = value[part]
+        if isinstance(default, dict):  # an object's default: the keys it names must agree
+            assert {k: value.get(k) for k in default} == default, dotted
+        else:
+            assert value == default, f"{dotted}: schema default {default!r}, config/config.yaml {value!r}"
+        checked += 1
+    assert checked >= 30
+
+
+def test_every_rule_has_a_log_and_a_benchmark_mirroring_it():
+    rules = 0
+    for smk in sorted((REPO_ROOT / "workflow" / "rules").glob("*.smk")):
+        text = smk.read_text()
+        starts = list(re.finditer(r"(?m)^[ ]*rule (\w+):", text))
+        for start, end in zip(starts, [*starts[1:], None]):
+            name, block = start.group(1), text[start.start() : end.start() if end else len(text)]
+            log = re.search(r'log:\s*\n\s*"logs/([^"]+)\.log"', block)
+            benchmark = re.search(r'benchmark:\s*\n\s*"benchmarks/([^"]+)\.tsv"', block)
+            assert log and benchmark, f"{smk.name}: rule {name} lacks a log or a benchmark"
+            assert log.group(1) == benchmark.group(1), f"rule {name}: logs/{log.group(1)} vs benchmarks/{benchmark.group(1)}"
+            assert log.group(1).split("/")[0] == name, f"rule {name}: log and benchmark paths start with the rule's name"
+            rules += 1
+    assert rules >= 16

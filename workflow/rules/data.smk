@@ -58,6 +58,8 @@ if SUBJECTS["source"] == "hcp_s3":
             mask="resources/hcp/{subject}/T1w/Diffusion/nodif_brain_mask.nii.gz",
         log:
             "logs/download_hcp_subject/{subject}.log",
+        benchmark:
+            "benchmarks/download_hcp_subject/{subject}.tsv"
         conda:
             "../../envs/data.yaml"
         params:

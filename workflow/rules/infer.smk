@@ -17,6 +17,8 @@ rule subsample_context:
         b0="results/context/{subject}/b{shell}_q{q_in}/b0.nii.gz",
     log:
         "logs/subsample_context/{subject}/b{shell}_q{q_in}.log",
+    benchmark:
+        "benchmarks/subsample_context/{subject}/b{shell}_q{q_in}.tsv"
     conda:
         "../../envs/data.yaml"
     params:
@@ -80,6 +82,8 @@ rule select_sh_baseline:
         "results/sh_selection/b{shell}_q{q_in}/{method}.json",
     log:
         "logs/select_sh_baseline/b{shell}_q{q_in}/{method}.log",
+    benchmark:
+        "benchmarks/select_sh_baseline/b{shell}_q{q_in}/{method}.tsv"
     wildcard_constraints:
         method=r"SH[A-Za-z0-9_]*",
     conda:
@@ -101,6 +105,8 @@ rule predict_sh_baseline:
         "results/predictions/{subject}/b{shell}_q{q_in}/{method}.nii.gz",
     log:
         "logs/predict_sh_baseline/{subject}/b{shell}_q{q_in}/{method}.log",
+    benchmark:
+        "benchmarks/predict_sh_baseline/{subject}/b{shell}_q{q_in}/{method}.tsv"
     wildcard_constraints:
         method=r"SH[A-Za-z0-9_]*",
     conda:

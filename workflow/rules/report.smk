@@ -40,6 +40,8 @@ rule plot_fa_maps:
         ),
     log:
         "logs/plot_fa_maps/plot.log",
+    benchmark:
+        "benchmarks/plot_fa_maps/plot.tsv"
     conda:
         "../../envs/evaluation.yaml"
     params:
@@ -62,6 +64,8 @@ rule plot_example_slices:
         ),
     log:
         "logs/plot_example_slices/plot.log",
+    benchmark:
+        "benchmarks/plot_example_slices/plot.tsv"
     conda:
         "../../envs/evaluation.yaml"
     params:
@@ -82,6 +86,8 @@ rule plot_loss_curves:
         ),
     log:
         "logs/plot_loss_curves/plot.log",
+    benchmark:
+        "benchmarks/plot_loss_curves/plot.tsv"
     conda:
         "../../envs/evaluation.yaml"
     script:
