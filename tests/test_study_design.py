@@ -151,3 +151,26 @@ def test_every_vs_q_in_figure_draws_a_summary_metric():
 
     assert design.VS_Q_IN_FIGURES["error"] == "mae"
     assert set(design.VS_Q_IN_FIGURES.values()) <= set(METRIC_LABELS)
+
+
+def test_final_outputs_name_every_prediction_and_figure():
+    config = combined_config()
+    outputs = design.final_outputs(config)
+    predictions = [o for o in outputs if o.startswith("results/predictions/")]
+    n_methods = sum(len(design.methods_for(config, s, q)) for s, q in design.evaluation_settings(config))
+    assert len(predictions) == len(set(predictions)) == n_methods * len(config["subjects"]["test"])
+    assert "results/predictions/te1/b2000_q10/3D_combined.nii.gz" in predictions
+    assert "results/figures/error_vs_q_in.png" in outputs and "results/figures/loss_curves.png" in outputs
+    assert design.per_prediction(config, "{subject}/{method}")[: len(config["sh_baselines"])] == [
+        f"te1/{b['name']}" for b in config["sh_baselines"]
+    ]
+
+
+def test_example_files_are_of_the_chosen_subject_at_the_first_setting():
+    config = tiny_config()
+    config["subjects"]["test"] = ["te1", "te2"]
+    assert design.example_files(config)["targets"] == "results/context/te1/b1000_q6/targets.nii.gz"
+    config["report"]["example_subject"] = "te2"
+    predictions = design.example_predictions(config)
+    assert list(predictions) == design.methods_for(config, 1000, 6)
+    assert predictions["3D"] == "results/predictions/te2/b1000_q6/3D.nii.gz"

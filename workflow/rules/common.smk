@@ -25,20 +25,13 @@ MODELS = design.model_catalogue(config)
 TRUTH_FILE_NAMES = design.truth_file_names(config)
 
 
-def methods_for(shell, q_in):
-    return design.methods_for(config, shell, q_in)
-
-
 def hcp_s3_url(file_name):
     return design.hcp_s3_url(config, file_name)
 
 
 def hcp_s3_urls(wildcards):
     """The subject's four S3 URLs keyed dmri/bvals/bvecs/mask (named in download error messages)."""
-    return {
-        key: hcp_s3_url(name).format(subject=wildcards.subject)
-        for key, name in design.SUBJECT_FILE_NAMES.items()
-    }
+    return design.hcp_s3_urls(config, wildcards.subject)
 
 
 def check_hcp_s3_credentials():
@@ -174,75 +167,34 @@ def context_seed(wildcards):
 
 def get_all_metrics(wildcards):
     """Per-(subject, shell, q_in, method) metric tables."""
-    return [
-        f"results/metrics/{subject}/b{shell}_q{q_in}/{method}.tsv"
-        for subject in TEST_SUBJECTS
-        for shell, q_in in SETTINGS
-        for method in methods_for(shell, q_in)
-    ]
-
-
-def get_all_predictions():
-    """Every predicted NIfTI (all methods, test subjects and settings): results users keep."""
-    return [
-        f"results/predictions/{subject}/b{shell}_q{q_in}/{method}.nii.gz"
-        for subject in TEST_SUBJECTS
-        for shell, q_in in SETTINGS
-        for method in methods_for(shell, q_in)
-    ]
+    return design.per_prediction(
+        config, "results/metrics/{subject}/b{shell}_q{q_in}/{method}.tsv"
+    )
 
 
 def get_all_histories(wildcards):
     return expand("results/models/{model}/history.tsv", model=list(MODELS))
 
 
-def example_subject():
-    return config["report"]["example_subject"] or TEST_SUBJECTS[0]
-
-
 def get_example_methods(wildcards):
     """Methods shown in the example figures (every method at the first evaluated setting)."""
-    return methods_for(*SETTINGS[0])
+    return list(design.example_predictions(config))
 
 
 def get_example_predictions_list(wildcards):
-    """Predictions of every method for the example subject at the first evaluated setting (same order)."""
-    shell, q_in = SETTINGS[0]
-    folder = f"results/predictions/{example_subject()}/b{shell}_q{q_in}"
-    return [f"{folder}/{method}.nii.gz" for method in get_example_methods(wildcards)]
+    """The example subject's predictions at the first evaluated setting, in method order."""
+    return list(design.example_predictions(config).values())
 
 
 def get_example_context(wildcards):
-    """The example subject's acquired targets and mask at the first setting (example-slice figure)."""
-    files = get_example_dti_inputs(wildcards)
+    """The example subject's acquired targets and mask (example-slice figure)."""
+    files = design.example_files(config)
     return {key: files[key] for key in ("targets", "mask")}
 
 
 def get_example_dti_inputs(wildcards):
-    """The example subject's b0, context and acquired targets at the first setting (FA-map figure)."""
-    shell, q_in = SETTINGS[0]
-    folder = f"results/context/{example_subject()}/b{shell}_q{q_in}"
-    return {
-        "b0": f"{folder}/b0.nii.gz",
-        "context": f"{folder}/context.nii.gz",
-        "context_bvecs": f"{folder}/context.bvec",
-        "targets": f"{folder}/targets.nii.gz",
-        "target_bvecs": f"{folder}/targets.bvec",
-        "mask": f"results/preprocessed/{example_subject()}/nodif_brain_mask.nii.gz",
-    }
-
-
-def get_final_outputs():
-    outputs = ["results/summary.tsv"]
-    outputs += [
-        f"results/figures/{name}_vs_q_in.png" for name in design.VS_Q_IN_FIGURES
-    ]
-    outputs += [f"results/figures/{name}.png" for name in ("example_slices", "fa_maps")]
-    if MODELS:
-        outputs.append("results/figures/loss_curves.png")
-    # predictions are final results too, so a deleted one is rebuilt by a plain rerun
-    outputs += get_all_predictions()
-    return outputs
+    """The example subject's b0, context, targets and mask (FA-map figure)."""
+    return design.example_files(config)
 
 
 wildcard_constraints:

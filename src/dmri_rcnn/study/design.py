@@ -248,6 +248,11 @@ def hcp_s3_url(cfg: dict, file_name: str) -> str:
     return f"s3://{settings['bucket']}/{prefix}/{file_name}"
 
 
+def hcp_s3_urls(cfg: dict, subject: str) -> dict[str, str]:
+    """A subject's four S3 URLs keyed dmri/bvals/bvecs/mask (named in download error messages)."""
+    return {key: hcp_s3_url(cfg, name).format(subject=subject) for key, name in SUBJECT_FILE_NAMES.items()}
+
+
 def hcp_s3_storage_settings(cfg: dict) -> dict:
     """S3 storage settings the config may hold (endpoint, region); credentials never come from config."""
     settings = cfg["hcp_s3"]
@@ -258,3 +263,55 @@ def container_image(cfg: dict, kind: str) -> str | None:
     """Container image (``--sdm apptainer``) of the cpu or gpu steps; gpu falls back to ``containers.cpu``."""
     images = cfg["containers"]
     return images.get(kind) or images.get("cpu") or None
+
+
+# ----- the study's results ---------------------------------------------------------------------------
+
+
+def per_prediction(cfg: dict, pattern: str) -> list[str]:
+    """``pattern`` (with ``{subject}``, ``{shell}``, ``{q_in}``, ``{method}``) for every test subject,
+    evaluated setting and method at that setting."""
+    return [
+        pattern.format(subject=subject, shell=shell, q_in=q_in, method=method)
+        for subject in cfg["subjects"]["test"]
+        for shell, q_in in evaluation_settings(cfg)
+        for method in methods_for(cfg, shell, q_in)
+    ]
+
+
+def example_subject(cfg: dict) -> str:
+    """Test subject shown in the example figures (``report.example_subject``, else the first)."""
+    return cfg["report"]["example_subject"] or cfg["subjects"]["test"][0]
+
+
+def example_files(cfg: dict) -> dict[str, str]:
+    """The example subject's b0, context, acquired targets and mask at the first evaluated setting."""
+    shell, q_in = evaluation_settings(cfg)[0]
+    subject = example_subject(cfg)
+    folder = f"results/context/{subject}/b{shell}_q{q_in}"
+    return {
+        "b0": f"{folder}/b0.nii.gz",
+        "context": f"{folder}/context.nii.gz",
+        "context_bvecs": f"{folder}/context.bvec",
+        "targets": f"{folder}/targets.nii.gz",
+        "target_bvecs": f"{folder}/targets.bvec",
+        "mask": f"results/preprocessed/{subject}/nodif_brain_mask.nii.gz",
+    }
+
+
+def example_predictions(cfg: dict) -> dict[str, str]:
+    """method -> the example subject's prediction at the first evaluated setting (every method there)."""
+    shell, q_in = evaluation_settings(cfg)[0]
+    folder = f"results/predictions/{example_subject(cfg)}/b{shell}_q{q_in}"
+    return {method: f"{folder}/{method}.nii.gz" for method in methods_for(cfg, shell, q_in)}
+
+
+def final_outputs(cfg: dict) -> list[str]:
+    """Targets of ``rule all``: summary, figures and every prediction (a deleted one is rebuilt by a rerun)."""
+    outputs = ["results/summary.tsv"]
+    outputs += [f"results/figures/{name}_vs_q_in.png" for name in VS_Q_IN_FIGURES]
+    outputs += ["results/figures/example_slices.png", "results/figures/fa_maps.png"]
+    if model_catalogue(cfg):
+        outputs.append("results/figures/loss_curves.png")
+    outputs += per_prediction(cfg, "results/predictions/{subject}/b{shell}_q{q_in}/{method}.nii.gz")
+    return outputs
