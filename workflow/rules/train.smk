@@ -28,11 +28,7 @@ rule train_model:
         container_image("gpu")
     threads: config["training"]["threads"]
     params:
-        spec=model_spec,
-        width=config["models"]["width"],
-        min_filters=config["models"]["min_filters"],
-        training=config["training"],
-        antipodal=config["sampling"]["antipodal"],
-        seed=training_seed,
+        # every setting of the training: a change retrains the model
+        training=training_config,
     script:
         "../scripts/train_model.py"

@@ -43,11 +43,10 @@ def predict_with_trained_model(
     (i, j, k, q_out) float32 prediction.
     """
     from dmri_rcnn.core.inference import infer
-    from dmri_rcnn.core.model import get_1d_autoencoder, get_3d_autoencoder
+    from dmri_rcnn.core.model import get_autoencoder
     from dmri_rcnn.core.weights import load_model_weights
 
-    builder = get_1d_autoencoder if int(model_dim) == 1 else get_3d_autoencoder
-    model = builder(weights=None, width=width, min_filters=min_filters)
+    model = get_autoencoder(int(model_dim), weights=None, width=width, min_filters=min_filters)
     load_model_weights(model, weights, model_dim=int(model_dim))
     dmri, affine = io.load_nifti(context, return_affine=True)
     prediction = infer(
