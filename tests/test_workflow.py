@@ -89,6 +89,9 @@ def test_report_embeds_the_figures(study):
     html = (workdir / "results" / "report.html").read_text(errors="replace")
     for figure in ("error_vs_q_in.png", "example_slices.png", "loss_curves.png", "fa_maps.png", "ssim_vs_q_in.png", "summary.tsv"):
         assert figure in html, figure
+    # the front page states the result: per test subject, whether 3D < 1D < SH holds
+    assert (workdir / "results" / "report" / "result.rst").is_file()
+    assert "ordering" in html and "holds on" in html
 
 
 def test_deleting_one_inference_output_reruns_only_its_dependents(study):
