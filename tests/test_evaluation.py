@@ -16,7 +16,7 @@ from dipy.core.sphere import Sphere
 from dipy.reconst import shm
 
 from dmri_rcnn.cli import sh_baseline as sh_cli
-from dmri_rcnn.errors import InputError
+from dmri_rcnn.errors import EXIT_BAD_INPUT, InputError
 from dmri_rcnn.evaluation import (
     DTIMaps,
     axis_angle_deg,
@@ -199,8 +199,12 @@ def test_sh_baseline_rejects_bad_settings():
         sh_interpolate(np.ones((2, 6)), bvecs, bvecs, basis="mrtrix")
     with pytest.raises(InputError, match="5 volumes"):
         sh_interpolate(np.ones((2, 5)), bvecs, bvecs)
-    with pytest.raises(InputError, match="context bvecs: expected unit b-vectors; column 0 has length 2"):
+    with pytest.raises(InputError, match="context bvecs: column 1 of 6 has length 2"):
         sh_interpolate(np.ones((2, 6)), 2 * bvecs, bvecs)
+    # issue 11 case 4: 15 coefficients from 6 directions without smoothing is underdetermined
+    with pytest.raises(InputError, match="SH order 4 has 15 coefficients but there are only 6 context directions"):
+        sh_interpolate(np.ones((2, 6)), bvecs, bvecs, sh_order=4)
+    assert np.isfinite(sh_interpolate(np.ones((2, 6)), bvecs, bvecs, sh_order=4, smooth=0.01)).all()
 
 
 def test_sh_selection_picks_the_true_order_on_a_band_limited_signal():
@@ -209,7 +213,9 @@ def test_sh_selection_picks_the_true_order_on_a_band_limited_signal():
     selection = select_sh_parameters(band_limited_signal(coefficients, context_bvecs), context_bvecs, orders=(2, 4, 6))
     assert (selection.sh_order, selection.smooth) == (4, 0.0)
     assert selection.error < 1e-6
-    assert len(selection.table) == 3 * 10
+    # order 6 (28 coefficients) without smoothing is underdetermined by 24 directions: not a candidate
+    assert len(selection.table) == 3 * 10 - 1
+    assert (6, 0.0) not in [(order, smooth) for order, smooth, _ in selection.table]
     assert all(row[2] >= selection.error for row in selection.table)
 
 
@@ -376,9 +382,9 @@ def test_summary_table_columns_means_and_sds_match_pandas():
         ]
     )
     summary = summarise_metrics(rows)
+    metrics = ["mae", "rmse", "fa_mae", "md_mae", "pdd_angle_deg", "mae_wm"]
     assert list(summary.columns) == [
-        "method", "shell", "q_in", "n_subjects", "mae", "mae_sd", "rmse", "rmse_sd", "fa_mae", "fa_mae_sd",
-        "md_mae", "md_mae_sd", "pdd_angle_deg", "pdd_angle_deg_sd", "mae_wm", "mae_wm_sd",
+        "method", "shell", "q_in", "n_subjects", *[f"{m}{suffix}" for m in metrics for suffix in ("", "_sd", "_n")]
     ]
     assert len(summary) == 4 * 2 * 2
     assert summary["method"].tolist()[::4] == ["SH_original", "SH", "1D", "3D"]
@@ -459,10 +465,10 @@ def test_sh_cli_default_is_the_original_order_2_and_auto_selects(sh_inputs, caps
         ({"-dmri_in": "missing.nii.gz"}, "-dmri_in: .*missing.nii.gz: NIfTI file not found"),
         ({"-bvec_in": "tgt.bvec"}, "-dmri_in: .*one volume per -bvec_in direction \\(30 in .*tgt.bvec\\), found 20"),
         ({"-bvec_out": "bad.bvec"}, "-bvec_out: .*bad.bvec: expected b-vectors as 3 rows"),
-        ({"-bvec_in": "long.bvec"}, "-bvec_in: .*long.bvec: expected unit b-vectors; column [0-9]+ has length 2"),
+        ({"-bvec_in": "long.bvec"}, "-bvec_in: .*long.bvec: column [0-9]+ of 20 has length 2"),
         ({"-sh_order": "3"}, "-sh_order: expected an even integer >= 0 or 'auto', found 3"),
         ({"-smooth": "-1"}, "-smooth: expected a value >= 0, found -1"),
-        ({"-dmri_out": "pred.txt"}, "-dmri_out: .*pred.txt: expected a path ending in .nii or .nii.gz"),
+        ({"-dmri_out": "pred.txt"}, "-dmri_out .*pred.txt: expected a file name ending in .nii or .nii.gz"),
         ({"-mask": "ctx.bvec"}, "-mask: .*ctx.bvec: expected a NIfTI image"),
     ],
 )
@@ -474,7 +480,7 @@ def test_sh_cli_bad_input_gives_one_line_and_no_output(sh_inputs, capsys, change
     args.update(change)
     argv = [item for flag, value in args.items() for item in (flag, value if flag in ("-sh_order", "-smooth") else str(folder / value))]
     before = set(os.listdir(folder))
-    assert sh_cli.main(argv) == 1
+    assert sh_cli.main(argv) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert __import__("re").search(message, err), err
@@ -488,6 +494,6 @@ def test_sh_cli_process_reports_bad_input_without_traceback(sh_inputs):
          str(folder / "tgt.bvec"), "-bvec_out", str(folder / "tgt.bvec"), "-dmri_out", str(folder / "x.nii.gz")],
         capture_output=True, text=True, timeout=120,
     )
-    assert proc.returncode == 1
+    assert proc.returncode == EXIT_BAD_INPUT
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
     assert not (folder / "x.nii.gz").exists()
