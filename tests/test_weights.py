@@ -212,5 +212,5 @@ def test_own_weights_h5_roundtrip_and_errors(tmp_path, model_1d):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     with pytest.raises(InputError, match="weights file not found"):
         get_1d_autoencoder(str(tmp_path / "missing.weights.h5"))
-    with pytest.raises(InputError, match="does not fit the 3D model"):
+    with pytest.raises(InputError, match="weights of another architecture: expected the 3D model"):
         get_3d_autoencoder(str(path))

@@ -19,20 +19,64 @@ from pathlib import Path
 from dmri_rcnn.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, InputError
 
 
-def quiet_tensorflow() -> None:
-    """Silence TensorFlow's C++ start-up notices (oneDNN, CPU features) and absl's pre-init warning.
+#: TensorFlow's start-up notices: printed by its C++ libraries while they load, whatever
+#: TF_CPP_MIN_LOG_LEVEL says (TensorFlow 2.21 logs them through absl before logging is set up).
+_TENSORFLOW_NOTICES = (
+    "All log messages before absl::InitializeLog() is called are written to STDERR",
+    "oneDNN custom operations are on",
+    "This TensorFlow binary is optimized to use available CPU instructions",
+    "To enable the following instructions:",
+    "Unable to register cuDNN factory",
+    "Unable to register cuFFT factory",
+    "Unable to register cuBLAS factory",
+    "computation placer already registered",
+    "could not find cuda drivers",
+    "Could not find cuda drivers",
+    "TF-TRT Warning",
+)
 
-    Must run before TensorFlow is imported. A value the user set in ``TF_CPP_MIN_LOG_LEVEL`` wins.
+
+def quiet_tensorflow() -> None:
+    """Ask TensorFlow for errors only (C++ and absl logging); must run before TensorFlow is imported.
+
+    A value the user set in ``TF_CPP_MIN_LOG_LEVEL`` wins, and then :func:`import_tensorflow_quietly`
+    hides nothing either.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "2")  # absl C++ logging (XLA/oneDNN) before InitializeLog
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     try:
         from absl import logging as absl_logging
 
         absl_logging.set_verbosity(absl_logging.ERROR)
     except ImportError:  # absl comes with TensorFlow; without it there is nothing to quiet
         pass
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its known start-up notices removed from stderr; other lines pass through.
+
+    The notices come from C++ code writing to file descriptor 2 while the libraries load, so Python's
+    ``sys.stderr`` cannot filter them: the descriptor is pointed at a temporary file during the import
+    and whatever is not a known notice is written back. Nothing happens if TensorFlow is already
+    imported, or if the user set ``TF_CPP_MIN_LOG_LEVEL`` below 2 to see everything.
+    """
+    if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2") < "2":
+        import tensorflow  # noqa: F401
+
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode(errors="replace")
+            kept = [line for line in text.splitlines() if line.strip() and not any(n in line for n in _TENSORFLOW_NOTICES)]
+            if kept:
+                print("\n".join(kept), file=sys.stderr)
 
 
 def note(prog: str, message: str) -> None:

@@ -223,6 +223,9 @@ def run(args) -> Path:
         print(f"{PROG}: warning: {line}", file=sys.stderr)
     q_in, q_out = bvec_in.shape[1], bvec_out.shape[1]
     print_summary(args, q_in, q_out)
+    from dmri_rcnn.cli._command import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
     weights = select_weights(args, q_in)
 
     from dmri_rcnn.core.inference import infer

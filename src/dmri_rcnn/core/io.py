@@ -18,6 +18,7 @@ Conventions
 
 from __future__ import annotations
 
+import gzip
 import os
 import warnings
 from pathlib import Path
@@ -132,7 +133,7 @@ def load_nifti(
         kind = {3: "a 3D image (i, j, k)", 4: "a 4D image (i, j, k, q)"}.get(ndim, f"a {ndim}D image")
         raise InputError(f"{path}: expected {kind}, found shape {tuple(img.shape)}")
     try:
-        data = np.asarray(img.dataobj, dtype=dtype)
+        data = _read_voxels(path, img, dtype)
     except Exception as err:  # truncated gzip/raw data surfaces as EOFError, OSError or ValueError
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise InputError(
@@ -141,6 +142,22 @@ def load_nifti(
         ) from None
     if return_affine:
         return data, np.array(img.affine, dtype=np.float64)
+    return data
+
+
+def _read_voxels(path: PathLike, img, dtype) -> np.ndarray:
+    """Read the voxels; for ``.gz`` also read to the end of the stream, where gzip checks its CRC.
+
+    nibabel stops decompressing after the last voxel, so damage inside the compressed data could
+    otherwise decode to wrong voxel values without any error.
+    """
+    if not str(path).endswith(".gz"):
+        return np.asarray(img.dataobj, dtype=dtype)
+    with gzip.open(path, "rb") as stream:
+        holder = nib.FileHolder(filename=str(path), fileobj=stream)
+        image = type(img).from_file_map({"header": holder, "image": holder})
+        data = np.asarray(image.dataobj, dtype=dtype)
+        stream.read()  # the rest of the stream (usually nothing) and the CRC/length check
     return data
 
 
