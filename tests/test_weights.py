@@ -21,7 +21,7 @@ from dmri_rcnn.core.weights import (
     save_original_checkpoint,
     weights_dir,
 )
-from dmri_rcnn.errors import InputError
+from dmri_rcnn.errors import EXIT_BAD_INPUT, InputError
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -176,7 +176,7 @@ def test_download_all_weights_command(tmp_path, serve, capsys):
 def test_download_all_weights_reports_failure(tmp_path, serve, capsys):
     (tmp_path / "empty").mkdir()
     serve(tmp_path / "empty")
-    assert download_all_weights.main(["--no-progress"]) == 1
+    assert download_all_weights.main(["--no-progress"]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert err.startswith("dmri_rcnn_download_all_weights.py: error: 1D b1000 q_in=6") and err.count("\n") == 1
 

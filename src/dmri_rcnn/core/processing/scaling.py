@@ -70,6 +70,6 @@ def signal_scale_problem(dmri: np.ndarray, mask: np.ndarray, scale: float, shell
         return (
             f"median signal inside the mask is {median:.4g}, {ratio:.3g} times {shell_text}scale constant "
             f"{scale:g} the models assume; the prediction will likely be meaningless: use -c -n "
-            "(per-subject 99th-percentile scaling) or rescale the scan"
+            "(per-subject 99th-percentile scaling; published for the 3D model, q_in 10) or rescale the scan"
         )
     return None
