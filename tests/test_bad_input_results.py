@@ -138,6 +138,44 @@ def test_case1_tfrecord_writer_refuses_non_unit_and_recognises_b0_by_bvalue(tmp_
     assert not (tmp_path / "bad.tfrecord").exists()
 
 
+def test_case1_training_processor_refuses_records_with_non_unit_directions(tmp_path):
+    """A TFRecord from another writer (e.g. the original package) is checked before training starts."""
+    import tensorflow as tf
+
+    from dmri_rcnn.core.processing import TrainingProcessor
+    from dmri_rcnn.core.processing import tfrecord as tfrecord_module
+
+    q = 20
+    bvals = np.r_[0.0, np.full(q - 1, 1000.0)].astype(np.float32)
+    bvecs = np.c_[np.zeros(3), _unit(q - 1, 8)].astype(np.float32)
+    bvecs[:, 5] *= 1.5
+    feature = {
+        "dmri": tfrecord_module._tensor_feature(np.ones((10, 10, 10, q), np.float32)),
+        "bvec": tfrecord_module._tensor_feature(bvecs),
+        "bval": tfrecord_module._tensor_feature(bvals),
+        "mask": tfrecord_module._tensor_feature(np.ones((10, 10, 10), np.int8)),
+        **{key: tfrecord_module._int_feature(n) for key, n in zip("ijkb", (10, 10, 10, q))},
+    }
+    path = tmp_path / "foreign.tfrecord"
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    processor = TrainingProcessor(shells=[1000], q_in=6, q_out=10)
+    with pytest.raises(InputError, match=r"foreign.tfrecord \(bvecs\): column 6 of 20 \(b-value 1000\) has length 1.5"):
+        processor.load_data([path])
+
+
+def test_case1_evaluation_refuses_non_unit_directions():
+    from dmri_rcnn.evaluation import evaluate_prediction
+
+    shape = (3, 3, 3)
+    rng = np.random.default_rng(9)
+    acquired = rng.uniform(100, 200, shape + (4,))
+    kwargs = dict(context=rng.uniform(100, 200, shape + (6,)), context_bvecs=2 * _unit(6, 10),
+                  target_bvecs=_unit(4, 11), bval=1000.0)
+    with pytest.raises(InputError, match="context bvecs: column 1 of 6 has length 2"):
+        evaluate_prediction(acquired, acquired, np.ones(shape, bool), np.full(shape, 300.0), **kwargs)
+
+
 def test_case1_load_bvec_b0_columns_recognised_by_bvalue(tmp_path):
     table = np.c_[[0.3, 0.0, 0.0], _unit(3, 7), [0.0, 0.0, 0.0]]
     np.savetxt(tmp_path / "bvecs", table, fmt="%.6f")
