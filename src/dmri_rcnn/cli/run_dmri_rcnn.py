@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dmri_rcnn.cli._command import check_output, import_tensorflow_quietly, quiet_tensorflow, run_command
 from dmri_rcnn.errors import InputError
 
 PROG = "run_dmri_rcnn.py"
@@ -115,18 +116,16 @@ def _load_image(path: str, flag: str):
         raise InputError(f"{flag} {err}") from None
 
 
-def _load_voxels(path: str, flag: str, **kwargs) -> np.ndarray:
+def _load_voxels(path: str, flag: str) -> np.ndarray:
     from dmri_rcnn.core.io import load_mask, load_nifti
 
     try:  # a truncated or damaged file is found here, when its voxels are read
-        return load_mask(path, **kwargs) if flag == "-mask" else load_nifti(path, np.float32, ndim=4)
+        return load_mask(path) if flag == "-mask" else load_nifti(path, np.float32, ndim=4)
     except InputError as err:
         raise InputError(f"{flag} {err}") from None
 
 
 def _check_output_path(args) -> Path:
-    from dmri_rcnn.cli._command import check_output
-
     inputs = {"-dmri_in": args.dmri_in, "-mask": args.mask, "-bvec_in": args.bvec_in, "-bvec_out": args.bvec_out}
     if args.weights is not None:
         inputs["--weights"] = args.weights
@@ -223,8 +222,6 @@ def run(args) -> Path:
         print(f"{PROG}: warning: {line}", file=sys.stderr)
     q_in, q_out = bvec_in.shape[1], bvec_out.shape[1]
     print_summary(args, q_in, q_out)
-    from dmri_rcnn.cli._command import import_tensorflow_quietly
-
     import_tensorflow_quietly()
     weights = select_weights(args, q_in)
 
@@ -243,8 +240,6 @@ def run(args) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns the exit status (0 success, 2 bad input, 130 interrupted)."""
-    from dmri_rcnn.cli._command import quiet_tensorflow, run_command
-
     quiet_tensorflow()
 
     def parse_and_run(argv):
