@@ -223,15 +223,23 @@ def test_case11_ctrl_c_one_line_exit_130_nothing_written(scan, weights):
 def test_case11_stale_temporary_of_a_killed_writer_is_removed_by_the_next_run(scan):
     from dmri_rcnn.utils import _host
 
-    dead = subprocess.Popen(["true"])
-    dead.wait()  # reaped: its pid belongs to no process now
-    stale = scan / f".out.{_host()}-{dead.pid}.k1ll3d00.tmp.nii.gz"
-    stale.write_bytes(b"half-written")
+    # a writer killed with SIGKILL in the middle of writing out.nii.gz cannot clean up after itself
+    writer = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from dmri_rcnn.utils import atomic_path\n"
+         f"with atomic_path({str(scan / 'out.nii.gz')!r}) as tmp:\n"
+         "    tmp.write_bytes(b'half-written'); print(tmp, flush=True); time.sleep(600)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    stale = Path(writer.stdout.readline().strip())
+    writer.kill()
+    writer.wait()
+    assert stale.exists() and stale.name.startswith(f".out.{_host()}-{writer.pid}.")
     alive = scan / f".out.{_host()}-{os.getpid()}.w0rk1ng0.tmp.nii.gz"  # a writer that is still running
     alive.write_bytes(b"in progress")
     other = scan / ".unrelated.tmp.nii.gz"
     other.write_bytes(b"someone else's")
-    proc = run(sh(scan, "-smooth", "0.01"))
+    proc = run(sh(scan, "-smooth", "0.01"))  # the next run writing the same file
     assert proc.returncode == 0, proc.stderr
     assert not stale.exists()
     assert alive.exists() and other.exists()
