@@ -254,11 +254,11 @@ def test_case12_weights_of_another_architecture_one_line(scan, weights, which):
     if which == "other-model":  # 1D weights into the 3D model
         argv = rcnn(scan, weights["h5"])
         argv[argv.index("-m") + 1] = "3"
-        expected = f"found {weights['n_arrays']} arrays, {weights['n_params']:,} parameters"
+        expected = f"found a 1D model ({weights['n_arrays']} arrays, {weights['n_params']:,} parameters)"
         fragments = ("expected the 3D model", expected)
     else:
         argv = rcnn(scan, weights["half"])
-        fragments = ("expected the 1D model", f"{weights['n_params']:,} parameters), found",
+        fragments = ("expected the 1D model", f"{weights['n_params']:,} parameters), found a 1D model of another width",
                      f"{weights['n_params_half']:,} parameters")
     line = expect_one_line(run(argv), EXIT_BAD_INPUT, "weights of another architecture", *fragments)
     assert "UserWarning" not in line

@@ -406,6 +406,17 @@ def _describe(shapes) -> str:
     return f"{len(shapes)} arrays, {sum(int(np.prod(s)) for s in shapes):,} parameters"
 
 
+def _architecture_of(shapes, model, model_dim: int) -> str:
+    """Name the architecture a list of stored array shapes belongs to (the array count is width-independent)."""
+    from dmri_rcnn.core.model import get_autoencoder
+
+    for dim in (model_dim, 4 - model_dim):
+        probe = model if dim == model_dim else get_autoencoder(dim, width=0.05)
+        if len(probe.weights) == len(shapes):
+            return f"a {dim}D model" + (" of another width" if dim == model_dim else "")
+    return "an unknown model"
+
+
 def load_model_weights(model, weights: str | os.PathLike, model_dim: int | None = None):
     """Load ``weights`` into ``model``: a ``.weights.h5`` file, or an original TF checkpoint prefix.
 
@@ -425,7 +436,7 @@ def load_model_weights(model, weights: str | os.PathLike, model_dim: int | None 
         if sorted(found) != sorted(expected):
             raise InputError(
                 f"{path}: weights of another architecture: expected the {dim}D model of this width "
-                f"({_describe(expected)}), found {_describe(found)}"
+                f"({_describe(expected)}), found {_architecture_of(found, model, dim)} ({_describe(found)})"
             )
         import warnings
 
