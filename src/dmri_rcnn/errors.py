@@ -8,3 +8,13 @@ class InputError(ValueError):
     ``bvec_in.txt has 3 rows and 7 columns; q_in must be one of 6, 10, 30``. Command-line tools print
     it to stderr without a traceback and exit non-zero.
     """
+
+
+#: Exit status of every command-line tool of the package (documented in the README's error section).
+EXIT_OK = 0
+#: An internal error (a bug): Python's own status for an uncaught exception, with its traceback.
+EXIT_INTERNAL_ERROR = 1
+#: Bad input: a file, flag or output location that cannot be used; one line on stderr, nothing written.
+EXIT_BAD_INPUT = 2
+#: Interrupted by Ctrl-C (SIGINT): one line on stderr, nothing written (128 + SIGINT, the shell convention).
+EXIT_INTERRUPTED = 130

@@ -302,10 +302,17 @@ def load_original_checkpoint(model, prefix: str | os.PathLike) -> int:
             )
         if tuple(shapes[full_key]) != tuple(variable.shape):
             raise InputError(
-                f"{prefix}: variable {key} has shape {tuple(shapes[full_key])} but {variable.path} in the "
-                f"{model_dim}D model has shape {tuple(variable.shape)}"
+                f"{prefix}: checkpoint of another architecture: expected the {model_dim}D model's "
+                f"{len(checkpoint_variable_map(model))} variables, found {len(stored)}; variable {key} has shape "
+                f"{tuple(shapes[full_key])} but {variable.path} needs {tuple(variable.shape)}"
             )
-        values.append((variable, reader.get_tensor(full_key)))
+        try:
+            values.append((variable, reader.get_tensor(full_key)))
+        except (IndexError, tf.errors.OpError, ValueError) as err:  # a truncated or damaged data shard
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise InputError(
+                f"{prefix}: cannot read variable {key} from {prefix}.data-* (truncated or corrupt checkpoint: {reason})"
+            ) from None
         stored.discard(key)
     if stored:
         raise InputError(
@@ -376,23 +383,63 @@ def save_model_weights(model, path: str | os.PathLike) -> Path:
     return path
 
 
+def _weights_h5_shapes(path: Path) -> list[tuple[int, ...]]:
+    """Shapes of the layer variables stored in a Keras 3 ``.weights.h5`` file, in file order."""
+    import h5py
+
+    shapes: list[tuple[int, ...]] = []
+    try:
+        with h5py.File(path, "r") as handle:
+            handle["layers"].visititems(
+                lambda _, item: shapes.append(tuple(item.shape)) if isinstance(item, h5py.Dataset) else None
+            )
+    except (OSError, KeyError, ValueError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputError(f"{path}: cannot read this .weights.h5 file (truncated or corrupt: {reason})") from None
+    return shapes
+
+
+def _describe(shapes) -> str:
+    return f"{len(shapes)} arrays, {sum(int(np.prod(s)) for s in shapes):,} parameters"
+
+
+def _architecture_of(shapes, model_dim: int) -> str:
+    """Name the architecture a list of stored array shapes belongs to (the array count is width-independent)."""
+    for dim in (model_dim, 4 - model_dim):
+        if ARCHITECTURES[dim].stored_array_count() == len(shapes):
+            return f"a {dim}D model" + (" of another width" if dim == model_dim else "")
+    return "an unknown model"
+
+
 def load_model_weights(model, weights: str | os.PathLike, model_dim: int | None = None):
     """Load ``weights`` into ``model``: a ``.weights.h5`` file, or an original TF checkpoint prefix.
 
     Raises
     ------
     InputError
-        If the file is missing or does not fit the model.
+        If the file is missing, unreadable, or holds another architecture (one line naming the
+        architecture expected and the one found).
     """
     path = Path(weights).expanduser()
     if path.name.endswith(".weights.h5"):
         if not path.is_file():
             raise InputError(f"weights file not found: {path}")
+        dim = model_dim or _model_dim_of(model)
+        found = _weights_h5_shapes(path)
+        expected = [tuple(int(n) for n in w.shape) for w in model.weights]
+        if sorted(found) != sorted(expected):
+            raise InputError(
+                f"{path}: weights of another architecture: expected the {dim}D model of this width "
+                f"({_describe(expected)}), found {_architecture_of(found, dim)} ({_describe(found)})"
+            )
+        import warnings
+
         try:
-            model.load_weights(path)
-        except ValueError as err:
-            raise InputError(f"{path} does not fit the {model_dim or _model_dim_of(model)}D model: "
-                             f"{str(err).splitlines()[0]}") from None
+            with warnings.catch_warnings():  # Keras warns once per layer before raising; the message below says it
+                warnings.simplefilter("ignore", UserWarning)
+                model.load_weights(path)
+        except (ValueError, OSError) as err:
+            raise InputError(f"{path} does not fit the {dim}D model: {str(err).splitlines()[0]}") from None
         return model
     load_original_checkpoint(model, path)
     return model

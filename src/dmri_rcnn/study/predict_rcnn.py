@@ -53,7 +53,7 @@ def predict_with_trained_model(
         dmri,
         io.load_bvec(context_bvecs),
         io.load_bvec(target_bvecs),
-        io.load_nifti(mask, dtype=np.uint8),
+        io.load_mask(mask),
         model,
         shell=int(shell),
         batch_size=batch_size,
