@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_inference  # noqa: E402
 import bench_matmul_ceiling  # noqa: E402
 import bench_tfrecord  # noqa: E402
+import bench_training_config  # noqa: E402
 import bench_training_input  # noqa: E402
 import bench_training_step  # noqa: E402
 import bench_workflow  # noqa: E402
@@ -32,7 +33,7 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="small cases, single runs")
     parser.add_argument("--full", action="store_true", help="also the HCP-size inference case")
     parser.add_argument("--skip", nargs="*", default=[],
-                        choices=["ceiling", "tfrecord", "training", "input", "inference", "workflow"])
+                        choices=["ceiling", "tfrecord", "training", "training-config", "input", "inference", "workflow"])
     args = parser.parse_args(argv)
     start = time.perf_counter()
     common.print_machine_facts()
@@ -47,6 +48,9 @@ def main(argv=None) -> None:
         results = bench_training_step.main(["--steps", "2" if quick else "5"])
         ours = results.get(("ours", "fp32"))
         step_seconds = None if ours is None else ours.report["seconds"]
+    if "training-config" not in args.skip:
+        # quick: one thread, no XLA (its cases take minutes each on a CPU)
+        bench_training_config.main(["--steps", "3", "--threads", "1", "--jit", "false"] if quick else [])
     if "input" not in args.skip:
         input_args = ["--epochs", "1", "--subjects", "1"] if quick else []
         if step_seconds is not None:

@@ -110,3 +110,13 @@ def test_workflow_sums_snakemake_benchmark_files(tmp_path, capsys):
 def test_workflow_without_benchmarks_says_so(tmp_path, capsys):
     assert bench_workflow.main(["--dir", str(tmp_path)]) is None
     assert "No Snakemake benchmark files" in capsys.readouterr().out
+
+
+def test_training_config_batch_carries_the_mask_slot_of_the_masked_loss():
+    import bench_training_config
+
+    (context, bvec_in, bvec_out), target = bench_training_config.random_masked_batch(3)
+    assert context.shape == (3, 6, 10, 10, 10) and bvec_in.shape == (3, 6, 3) and bvec_out.shape == (3, 10, 3)
+    assert target.shape == (3, 11, 10, 10, 10)
+    assert set(np.unique(target[:, -1])) == {0.0, 1.0}  # the last slot is a brain mask
+    assert np.allclose(np.linalg.norm(bvec_out, axis=-1), 1.0, atol=1e-6)
