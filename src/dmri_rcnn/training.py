@@ -22,6 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
+from dmri_rcnn.core.model_spec import ModelSpec, write_model_spec
 from dmri_rcnn.errors import InputError
 from dmri_rcnn.utils import atomic_path, write_json
 
@@ -307,7 +308,9 @@ def train_model(
     shells : b-values (s/mm²) the model is trained on: one shell, or several for a combined model.
     q_in : context directions per example.
     train_records, validation_records : TFRecord files (``save_tfrecord_data`` schema).
-    weights_path : output ``.weights.h5`` with the best-validation weights.
+    weights_path : output ``.weights.h5`` with the best-validation weights; its description (architecture,
+        q_in, shells, scaling) goes to the sidecar ``*.weights.json`` beside it
+        (:func:`dmri_rcnn.core.model.load_trained_model` rebuilds the model from both).
     history_path : output TSV, one row per epoch (:data:`HISTORY_COLUMNS`; ``run`` counts resumptions).
     loss_plot_path : output PNG of the loss curves (or None).
     checkpoint_dir : folder for the per-epoch checkpoint; removed after success.
@@ -420,6 +423,11 @@ def train_model(
     if state["best_weights"] is None:
         raise RuntimeError(f"training of {title} finished without a checkpoint in {checkpoint_dir}")
 
+    # The description first, the weights last: a weights file never appears without its sidecar.
+    write_model_spec(
+        ModelSpec(model_dim=model_dim, q_in=int(q_in), shells=tuple(shells), width=width, min_filters=min_filters),
+        weights_path,
+    )
     with atomic_path(weights_path) as tmp:
         shutil.copyfile(checkpoint_dir / state["best_weights"], tmp)
     write_history(state["history"], history_path)

@@ -6,6 +6,7 @@ rule train_model:
         unpack(get_training_records),
     output:
         weights="results/models/{model}/best.weights.h5",
+        description="results/models/{model}/best.weights.json",
         history=report(
             "results/models/{model}/history.tsv",
             caption="../report/history.rst",

@@ -16,6 +16,7 @@ import os
 import re
 import urllib.error
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -379,6 +380,21 @@ def save_model_weights(model, path: str | os.PathLike) -> Path:
     return path
 
 
+_KERAS_SHAPE_MISMATCH = re.compile(
+    r"variable\.shape=(\([^)]*\)), Received: value\.shape=(\([^)]*\))\. Target variable: <Variable path=([^,>]+)"
+)
+
+
+def _first_mismatch(error: Exception) -> str:
+    """One line from Keras' multi-line load error: the first variable, the shape needed and the shape found."""
+    text = str(error)
+    match = _KERAS_SHAPE_MISMATCH.search(text)
+    if match:
+        needed, found, variable = match.groups()
+        return f"{variable} needs shape {needed}, the file holds {found}"
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+
+
 def load_model_weights(model, weights: str | os.PathLike, model_dim: int | None = None):
     """Load ``weights`` into ``model``: a ``.weights.h5`` file, or an original TF checkpoint prefix.
 
@@ -391,11 +407,22 @@ def load_model_weights(model, weights: str | os.PathLike, model_dim: int | None 
     if path.name.endswith(".weights.h5"):
         if not path.is_file():
             raise InputError(f"weights file not found: {path}")
-        try:
-            model.load_weights(path)
-        except ValueError as err:
-            raise InputError(f"{path} does not fit the {model_dim or _model_dim_of(model)}D model: "
-                             f"{str(err).splitlines()[0]}") from None
+        problem = None
+        # Keras warns once per layer it could not fill, then raises; keep the one-line error, not the dozens.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                model.load_weights(path)
+            except ValueError as err:
+                problem = _first_mismatch(err)
+        unfilled = [w for w in caught if "freshly-initialized" in str(w.message)]
+        if problem is None and unfilled:
+            problem = str(unfilled[0].message).strip().splitlines()[0]
+        if problem is not None:
+            raise InputError(f"{path} does not fit the {model_dim or _model_dim_of(model)}D model: {problem}")
+        for caught_warning in caught:
+            warnings.warn_explicit(caught_warning.message, caught_warning.category, caught_warning.filename,
+                                   caught_warning.lineno)
         return model
     load_original_checkpoint(model, path)
     return model
