@@ -59,28 +59,65 @@ def weights_server(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A 1D model of width 0.05 trained for one short epoch by train_model, as the workflow does."""
-    folder = tmp_path_factory.mktemp("trained")
-    records = []
+def records(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("records")
+    paths = []
     for name, seed in (("train", 1), ("val", 2)):
         subject = simulate_subject(seed=seed, shape=(12, 12, 10), n_directions=20, n_b0=1)
         path = folder / name / "part-0.tfrecord"
         save_tfrecord_data(subject.dmri, subject.bvecs, subject.bvals, subject.mask, path)
-        records.append(path)
-    out = folder / "model"
-    train_model(
+        paths.append(path)
+    return paths
+
+
+def train(records, out, **kwargs):
+    return train_model(
         model_dim=1, shells=[1000], q_in=6, train_records=[records[0]], validation_records=[records[1]],
         weights_path=out / "best.weights.h5", history_path=out / "history.tsv", loss_plot_path=None,
         checkpoint_dir=out / "checkpoint", width=0.05, min_filters=2, epochs=1, steps_per_epoch=2,
-        validation_steps=1, batch_size=2, seed=3,
+        validation_steps=1, batch_size=2, seed=3, **kwargs,
     )
+
+
+@pytest.fixture(scope="module")
+def trained(records, tmp_path_factory):
+    """A 1D model of width 0.05 trained for one short epoch by train_model, as the workflow does."""
+    out = tmp_path_factory.mktemp("trained")
+    train(records, out)
     # Two steps leave a width-0.05 model's final ReLU mostly off; a positive output bias keeps the
     # comparisons below meaningful (the description written by train_model is untouched).
     model = load_trained_model(out / "best.weights.h5")
     model.get_layer("decoder").get_layer("dc4_conv").bias.assign(np.array([0.3], np.float32))
     save_model_weights(model, out / "best.weights.h5")
     return out / "best.weights.h5"
+
+
+def test_fine_tuning_starts_from_the_checkpoint(records, trained, tmp_path):
+    """Epoch 0 of the history is the starting weights' validation loss; one epoch changes the weights."""
+    from dmri_rcnn.core.processing import TrainingProcessor
+
+    start = load_trained_model(trained)
+    validation = TrainingProcessor([1000], 6, q_out=10, seed=3).load_data([str(records[1])], validation=True,
+                                                                            batch_size=2).take(1)
+    start_loss = start.evaluate(validation, verbose=0, return_dict=True)["loss"]
+
+    state = train(records, tmp_path, initial_weights=trained)
+    history = state["history"]
+    assert [row["epoch"] for row in history] == [0, 1]
+    assert history[0]["val_loss"] == pytest.approx(start_loss, rel=1e-5)
+    assert np.isnan(history[0]["loss"]) and np.isfinite(history[1]["loss"])
+    tuned = load_trained_model(tmp_path / "best.weights.h5")
+    changed = [not np.array_equal(a, b) for a, b in zip(tuned.get_weights(), start.get_weights())]
+    assert sum(changed) > len(changed) // 2
+    assert read_model_spec(tmp_path / "best.weights.h5") == read_model_spec(trained)
+
+    # A start that is not this model is refused before any training.
+    wrong = tmp_path / "wide.weights.h5"
+    from dmri_rcnn.core.model import save_trained_model
+
+    save_trained_model(get_1d_autoencoder(width=0.1), ModelSpec(model_dim=1, q_in=6, shells=(1000,), width=0.1), wrong)
+    with pytest.raises(InputError, match=r"width is 0\.1 in .*wide\.weights\.json, the model to train has 0\.05"):
+        train(records, tmp_path / "again", initial_weights=wrong)
 
 
 def write_context(folder: Path, q_in=6, q_out=3, shape=(12, 10, 10), seed=0):

@@ -274,6 +274,33 @@ def _epoch_callback(checkpoint_dir: Path, state: dict):
 # --------------------------------------------------------------------------------------------------
 
 
+def file_digest(path: PathLike) -> str:
+    """SHA-256 (first 16 hex digits) of a file's bytes: ties a checkpoint to the weights it started from."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def check_initial_weights(path: PathLike, wanted: ModelSpec) -> ModelSpec:
+    """The description of ``path``; InputError naming the first field where it differs from ``wanted``."""
+    from dmri_rcnn.core.model_spec import read_model_spec, sidecar_path
+
+    if not Path(path).is_file():
+        raise InputError(f"initial weights {path}: file not found")
+    found = read_model_spec(path)
+    if found is None:
+        raise InputError(f"initial weights {path}: no description {sidecar_path(path)} beside it")
+    for field in ("model_dim", "width", "min_filters", "q_in", "shells", "lstm_size", "patch_shape"):
+        if getattr(found, field) != getattr(wanted, field):
+            raise InputError(
+                f"initial weights {path} do not fit: {field} is {getattr(found, field)} in {sidecar_path(path)}, "
+                f"the model to train has {getattr(wanted, field)}"
+            )
+    return found
+
+
 def train_model(
     model_dim: int,
     shells: Sequence[int],
@@ -299,6 +326,7 @@ def train_model(
     lr_schedule: str = "constant",
     title: str = "",
     callbacks: Sequence | None = None,
+    initial_weights: PathLike | None = None,
 ) -> dict:
     """Train one model; resume from ``checkpoint_dir`` if an interrupted run with the same settings left one.
 
@@ -330,6 +358,11 @@ def train_model(
         steps; needs ``steps_per_epoch``), see :func:`build_model`.
     title : label for the loss plot.
     callbacks : extra Keras callbacks, run after the checkpoint callback each epoch.
+    initial_weights : fine-tune instead of training from scratch: a ``.weights.h5`` with its description
+        (the published weights imported by the workflow, or another run's ``best.weights.h5``); it must
+        describe this model (dimension, width, min_filters, q_in, shells). The history then starts with
+        epoch 0, the starting weights' validation loss (``loss`` empty); the best weights are chosen among
+        the trained epochs 1..``epochs``.
 
     Returns
     -------
@@ -362,6 +395,12 @@ def train_model(
         "train_records": [f"{Path(p).parent.name}/{Path(p).name}" for p in train_records],
         "validation_records": [f"{Path(p).parent.name}/{Path(p).name}" for p in validation_records],
     }
+    start_spec = None
+    if initial_weights is not None:
+        start_spec = check_initial_weights(
+            initial_weights, ModelSpec(model_dim=model_dim, q_in=int(q_in), shells=tuple(shells), width=width,
+                                       min_filters=min_filters))
+        settings["initial_weights"] = file_digest(initial_weights)
     fingerprint = settings_fingerprint(settings)
     state = read_checkpoint_state(checkpoint_dir, fingerprint)
     resumed_from = state["epoch"] if state else 0
@@ -388,14 +427,23 @@ def train_model(
             "last_optimizer": None,
             "history": [],
         }
-        log.info("training %s from scratch: %s", title, settings)
+        if initial_weights is not None:
+            from dmri_rcnn.core.weights import load_model_weights
+
+            load_model_weights(model, initial_weights, model_dim=model_dim)
+        log.info("training %s %s: %s", title, "from scratch" if initial_weights is None else
+                 f"from {initial_weights}", settings)
 
     # Reseeding the pipeline with the resume point keeps resumed epochs from replaying the first batches.
     data_seed = seed + 1000 * resumed_from
     target_mask = loss == "mae_in_mask"
-    processor = TrainingProcessor(shells, q_in, q_out=q_out, seed=data_seed, antipodal=antipodal, target_mask=target_mask)
+    # A model trained with 99th-percentile scaling (the published all_norm) is fine-tuned with it too.
+    norm = start_spec is not None and start_spec.scaling == "percentile"
+    processor = TrainingProcessor(
+        shells, q_in, q_out=q_out, seed=data_seed, antipodal=antipodal, target_mask=target_mask, norm=norm
+    )
     validation_processor = TrainingProcessor(
-        shells, q_in, q_out=q_out, seed=seed, antipodal=antipodal, target_mask=target_mask
+        shells, q_in, q_out=q_out, seed=seed, antipodal=antipodal, target_mask=target_mask, norm=norm
     )
     train_data = processor.load_data(list(map(str, train_records)), batch_size=batch_size, buffer_size=shuffle_buffer)
     validation_data = validation_processor.load_data(
@@ -406,6 +454,11 @@ def train_model(
     if validation_steps:
         validation_data = validation_data.take(validation_steps)
 
+    if initial_weights is not None and not state["history"]:
+        # Where fine-tuning starts: the checkpoint's own validation loss, as epoch 0.
+        start_loss = float(model.evaluate(validation_data, verbose=0, return_dict=True)["loss"])
+        state["history"] = [{"epoch": 0, "loss": float("nan"), "val_loss": start_loss, "seconds": 0.0, "run": 1}]
+        log.info("epoch 0 (the starting weights): val_loss %.5f", start_loss)
     if resumed_from < epochs:
         # Keras warns when it first learns the length of a finite validation set by exhausting it;
         # that is expected here (the training data repeat whenever steps_per_epoch is set).
@@ -424,8 +477,10 @@ def train_model(
         raise RuntimeError(f"training of {title} finished without a checkpoint in {checkpoint_dir}")
 
     # The description first, the weights last: a weights file never appears without its sidecar.
+    scaling = start_spec.scaling if start_spec is not None else "shell"
     write_model_spec(
-        ModelSpec(model_dim=model_dim, q_in=int(q_in), shells=tuple(shells), width=width, min_filters=min_filters),
+        ModelSpec(model_dim=model_dim, q_in=int(q_in), shells=tuple(shells), width=width, min_filters=min_filters,
+                  scaling=scaling),
         weights_path,
     )
     with atomic_path(weights_path) as tmp:
