@@ -3,6 +3,19 @@ import hashlib
 import os
 import re
 
+from dmri_rcnn.errors import InputError
+from dmri_rcnn.study.pretrained import (
+    PUBLISHED,
+    SCRATCH,
+    check_model_weights,
+    check_super_resolve,
+    evaluation_only,
+    parse_model_name,
+    published_key,
+    super_resolve_shell,
+    weights_source,
+)
+
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
@@ -23,6 +36,9 @@ def check_config(cfg):
     """Cross-key checks the JSON schema cannot express. Raises WorkflowError naming the key."""
     subjects = cfg["subjects"]
     for group in ("train", "validation", "test"):
+        # Nothing is trained with epochs 0 (weights from elsewhere): no training subjects needed.
+        if group == "train" and evaluation_only(cfg):
+            continue
         if not subjects[group]:
             config_error(
                 f"subjects.{group}", "the list is empty; name at least one subject"
@@ -127,6 +143,25 @@ def model_catalogue(cfg):
 
 
 MODELS = model_catalogue(config)
+#: Where weights come from: scratch, published or a path pattern with {model} (models.weights).
+WEIGHTS_SOURCE = weights_source(config)
+#: True when nothing is trained (training.epochs: 0): the weights are evaluated as they are.
+EVALUATION_ONLY = evaluation_only(config)
+#: Models with a train_model job.
+TRAINED_MODELS = [] if EVALUATION_ONLY else list(MODELS)
+
+
+def check_weights_and_super_resolve(cfg):
+    """Stop before any job on weights that cannot be had or a super_resolve section that cannot work."""
+    try:
+        check_model_weights(cfg, MODELS)
+        check_super_resolve(cfg, MODELS)
+    except InputError as err:
+        key, _, message = str(err).partition(": ")
+        config_error(key, message)
+
+
+check_weights_and_super_resolve(config)
 
 
 def rcnn_methods(shell, q_in):
@@ -308,12 +343,40 @@ def model_spec(wildcards):
     return MODELS[wildcards.model]
 
 
+def pretrained_weights(model):
+    """The weights a model starts from (or is evaluated with) when models.weights is not scratch."""
+    if WEIGHTS_SOURCE == PUBLISHED:
+        return f"resources/published_weights/{model}.weights.h5"
+    return WEIGHTS_SOURCE.format(model=model)
+
+
+def study_model_weights(model):
+    """The weights the study evaluates: trained (or fine-tuned) here, or the given ones with epochs 0."""
+    if EVALUATION_ONLY:
+        return pretrained_weights(model)
+    return f"results/models/{model}/best.weights.h5"
+
+
 def get_model_weights(wildcards):
-    """Best-validation weights of the model behind an RCNN method at this (shell, q_in)."""
+    """Weights of the model behind an RCNN method at this (shell, q_in)."""
     model = model_for_method(
         wildcards.method, int(wildcards.shell), int(wildcards.q_in)
     )
-    return f"results/models/{model}/best.weights.h5"
+    return study_model_weights(model)
+
+
+def get_initial_weights(wildcards):
+    """Fine-tuning: the weights train_model starts from (none when training from scratch)."""
+    if WEIGHTS_SOURCE == SCRATCH:
+        return {}
+    return {"initial": pretrained_weights(wildcards.model)}
+
+
+def published_checkpoint(wildcards):
+    """(dim, shell or all/all_norm, q_in) of the published checkpoint behind a model name."""
+    spec = MODELS.get(wildcards.model) or SUPER_RESOLVE_PUBLISHED.get(wildcards.model)
+    norm = config["models"]["combined"].get("norm", False)
+    return list(published_key(spec, norm))
 
 
 def inference_model_spec(wildcards):
@@ -381,7 +444,7 @@ def get_all_predictions():
 
 
 def get_all_histories(wildcards):
-    return expand("results/models/{model}/history.tsv", model=list(MODELS))
+    return expand("results/models/{model}/history.tsv", model=TRAINED_MODELS)
 
 
 def example_subject():
@@ -441,15 +504,57 @@ def get_final_outputs():
     outputs += [
         f"results/figures/{metric}_vs_q_in.png" for metric in EXTRA_FIGURE_METRICS
     ]
-    if MODELS:
+    if TRAINED_MODELS:
         outputs.append("results/figures/loss_curves.png")
     # predictions are final results too, so a deleted one is rebuilt by a plain rerun
     outputs += get_all_predictions()
     return outputs
 
 
+# ----- super-resolution of whole scans (target super_resolve) ---------------------------------------
+
+SUPER_RESOLVE = config.get("super_resolve") or {}
+SUPER_RESOLVE_SUBJECTS = list(SUPER_RESOLVE.get("subjects") or [])
+#: A published model used only for super-resolution (super_resolve.weights: published): name -> spec.
+SUPER_RESOLVE_PUBLISHED = {}
+if SUPER_RESOLVE_SUBJECTS and SUPER_RESOLVE.get("weights", "study") == PUBLISHED:
+    SUPER_RESOLVE_PUBLISHED[SUPER_RESOLVE["model"]] = parse_model_name(
+        SUPER_RESOLVE["model"]
+    )
+
+
+def super_resolve_params(wildcards):
+    """Shell, target directions and seed of the super-resolution."""
+    name = SUPER_RESOLVE["model"]
+    spec = MODELS.get(name) or parse_model_name(name)
+    return {
+        "shell": super_resolve_shell(SUPER_RESOLVE, spec),
+        "targets": str(SUPER_RESOLVE.get("targets", "hcp")),
+        "seed": stable_seed("super_resolve", wildcards.subject),
+    }
+
+
+def super_resolve_weights(wildcards):
+    """Weights of super_resolve.model: the study's own, the published ones, or a given file."""
+    choice = SUPER_RESOLVE.get("weights", "study")
+    model = SUPER_RESOLVE["model"]
+    if choice == "study":
+        return study_model_weights(model)
+    if choice == PUBLISHED:
+        return f"resources/published_weights/{model}.weights.h5"
+    return choice
+
+
+def get_super_resolved():
+    return [
+        f"results/super_resolved/{subject}/{name}"
+        for subject in SUPER_RESOLVE_SUBJECTS
+        for name in ("data.nii.gz", "bvals", "bvecs")
+    ]
+
+
 wildcard_constraints:
-    subject=alternatives(ALL_SUBJECTS),
+    subject=alternatives(ALL_SUBJECTS + SUPER_RESOLVE_SUBJECTS),
     model=r"[13]D_(b\d+|all)_q\d+",
     shell=r"\d+",
     q_in=r"\d+",

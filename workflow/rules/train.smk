@@ -4,6 +4,7 @@
 rule train_model:
     input:
         unpack(get_training_records),
+        unpack(get_initial_weights),
     output:
         weights="results/models/{model}/best.weights.h5",
         description="results/models/{model}/best.weights.json",
@@ -37,3 +38,19 @@ rule train_model:
         seed=training_seed,
     script:
         "../scripts/train_model.py"
+
+
+# models.weights: published (or super_resolve.weights: published): the authors' checkpoint, downloaded once
+# into $DMRI_RCNN_DIR (default ~/.dmri_rcnn) and saved with its description like a model trained here.
+rule import_published_weights:
+    output:
+        weights="resources/published_weights/{model}.weights.h5",
+        description="resources/published_weights/{model}.weights.json",
+    log:
+        "logs/import_published_weights/{model}.log",
+    conda:
+        "../../envs/tensorflow.yaml"
+    params:
+        checkpoint=published_checkpoint,
+    script:
+        "../scripts/import_published_weights.py"

@@ -34,4 +34,5 @@ train_model(
     loss=settings["loss"],
     lr_schedule=settings["lr_schedule"],
     title=snakemake.wildcards.model,
+    initial_weights=snakemake.input.get("initial"),
 )

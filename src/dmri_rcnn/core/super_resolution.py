@@ -87,13 +87,16 @@ def super_resolve(
     model,
     shell: int,
     target_bvecs: np.ndarray,
-    scale: float | None = None,
+    scale: float | str | None = None,
     tolerance: float = SHELL_TOLERANCE,
     b0_threshold: float = B0_THRESHOLD,
     batch_size: int = 4,
     overlap: bool = False,
     q_out_chunk: int | None = None,
     progress: bool = True,
+    context_size: int | None = None,
+    seed: int = 0,
+    antipodal: bool = True,
 ) -> SuperResolved:
     """Predict the ``target_bvecs`` volumes of ``shell`` from the scan's own volumes of that shell.
 
@@ -106,9 +109,14 @@ def super_resolve(
     shell : b-value (s/mm²) of the context and the targets; volumes within ``tolerance`` of it are the
         context (all of them, in file order).
     target_bvecs : (3, q_out) directions to predict.
-    scale : signal divisor; None = the shell's constant (:func:`dmri_rcnn.core.processing.scaling.shell_scale`).
+    scale : signal divisor; None = the shell's constant (:func:`dmri_rcnn.core.processing.scaling.shell_scale`);
+        ``"percentile"`` = the 99th percentile of the context inside the mask (the ``all_norm`` model).
     b0_threshold : volumes with b below it are b0 volumes (kept in the output).
     batch_size, overlap, q_out_chunk, progress : as :func:`dmri_rcnn.core.inference.infer`.
+    context_size : the model's q_in. None: every volume of the shell is context. If the shell has more
+        volumes, this many well-spread ones are the context (farthest-point selection,
+        :func:`dmri_rcnn.core.processing.directions.select_context_directions` with ``seed`` and
+        ``antipodal``) and the other volumes of the shell are left out of the output; fewer is an error.
 
     Returns
     -------
@@ -132,8 +140,23 @@ def super_resolve(
     if context.size == 0:
         found = ", ".join(f"{b:g}" for b in np.unique(np.round(bvals)))
         raise InputError(f"no volume within {tolerance:g} of shell b={shell}; b-values found: {found}")
+    if context_size is not None and context.size != int(context_size):
+        if context.size < int(context_size):
+            raise InputError(
+                f"shell b={shell} has {context.size} volumes; the model needs {context_size} context directions"
+            )
+        from dmri_rcnn.core.processing.directions import select_context_directions
+
+        chosen, _ = select_context_directions(bvecs[:, context], int(context_size), seed, antipodal=antipodal)
+        context = np.sort(context[chosen])
     is_b0 = bvals < b0_threshold
     keep = np.flatnonzero(is_b0 | np.isin(np.arange(bvals.size), context))
+    if isinstance(scale, str):
+        from dmri_rcnn.core.processing.scaling import percentile_scale
+
+        if scale != "percentile":
+            raise InputError(f"scale is {scale!r}; expected a number, None or 'percentile'")
+        scale = percentile_scale(dmri[..., context], np.asarray(mask) > 0, 99)
     predicted = infer(
         dmri[..., context], bvecs[:, context], target_bvecs, mask, model, shell=shell, scale=scale,
         batch_size=batch_size, overlap=overlap, q_out_chunk=q_out_chunk, progress=progress,
@@ -162,12 +185,9 @@ def super_resolve_files(
 ) -> SuperResolved:
     """:func:`super_resolve` from files to files, keeping the scan's header (affine, voxel sizes, units).
 
-    ``scale="percentile"`` divides by the 99th percentile of the context inside the mask (the ``all_norm``
-    model); None the shell's constant; a number that number. The three outputs are written atomically, the
-    image last.
+    The three outputs are written atomically, the image last.
     """
     from dmri_rcnn.core import io
-    from dmri_rcnn.core.processing.scaling import percentile_scale
 
     image = io.load_nifti_image(dmri)
     data = np.asarray(image.dataobj)
@@ -179,9 +199,6 @@ def super_resolve_files(
         raise InputError(f"{mask}: mask shape {brain.shape} differs from the scan's spatial shape {data.shape[:3]}")
     table_bvals = io.load_bval(bvals, dtype=np.float64)
     table_bvecs = io.load_bvec(bvecs, dtype=np.float64)
-    if scale == "percentile":
-        context = shell_indices(table_bvals, shell, kwargs.get("tolerance", SHELL_TOLERANCE))
-        scale = percentile_scale(data[..., context], brain, 99)
     result = super_resolve(data, table_bvals, table_bvecs, brain, model, shell, target_bvecs, scale=scale, **kwargs)
     io.save_bval(result.bvals, out_bvals)
     io.save_bvec(result.bvecs, out_bvecs)

@@ -1,0 +1,31 @@
+# Super-resolution of whole scans that have no held-out targets (the clinical use): `snakemake super_resolve`.
+
+
+rule super_resolve_subject:
+    input:
+        unpack(get_subject_files),
+        weights=super_resolve_weights,
+    output:
+        dmri="results/super_resolved/{subject}/data.nii.gz",
+        bvals="results/super_resolved/{subject}/bvals",
+        bvecs="results/super_resolved/{subject}/bvecs",
+    log:
+        "logs/super_resolve/{subject}.log",
+    benchmark:
+        "benchmarks/super_resolve/{subject}.tsv"
+    conda:
+        "../../envs/tensorflow.yaml"
+    container:
+        container_image("gpu")
+    threads: 2
+    params:
+        settings=super_resolve_params,
+        batch_size=config["inference"]["batch_size"],
+        antipodal=config["sampling"]["antipodal"],
+    script:
+        "../scripts/super_resolve.py"
+
+
+rule super_resolve:
+    input:
+        get_super_resolved(),
