@@ -350,3 +350,39 @@ def test_super_resolve_with_named_target_schemes(tmp_path, capsys):
     assert "--target-directions many: expected a number of directions (e.g. 60) or 'hcp'" in line
     line = one_line_error(capsys, command(out, "5", shell="3000"), out)
     assert "no volume of shell b=3000; b-values found: 5, 990, 995, 1000, 1005, 1010, 1995, 2000, 2010" in line
+
+
+# ------------------------------------------------------------------------------ the study's weight sources
+
+
+def _study(weights="published", width=1.0, epochs=0, combined_shells=(1000, 2000, 3000)):
+    from dmri_rcnn.study.pretrained import check_model_weights
+
+    config = {"models": {"weights": weights, "width": width, "min_filters": 1, "combined": {"norm": False}},
+              "training": {"epochs": epochs}}
+    models = {"3D_b1000_q6": {"dim": 3, "shells": [1000], "q_in": 6},
+              "3D_all_q10": {"dim": 3, "shells": list(combined_shells), "q_in": 10}}
+    check_model_weights(config, models)
+
+
+def test_study_weight_sources_are_checked_before_any_job(tmp_path, monkeypatch):
+    from dmri_rcnn.study.pretrained import parse_model_name, published_key
+
+    assert published_key({"dim": 3, "shells": [3000, 1000, 2000], "q_in": 10}) == (3, "all", 10)
+    assert published_key({"dim": 3, "shells": [1000, 2000, 3000], "q_in": 10}, norm=True) == (3, "all_norm", 10)
+    assert published_key({"dim": 1, "shells": [2000], "q_in": 6}) is None
+    assert parse_model_name("3D_all_q10") == {"dim": 3, "shells": [1000, 2000, 3000], "q_in": 10}
+    with pytest.raises(InputError, match="not a model name"):
+        parse_model_name("3D_b1000")
+    _study()
+    with pytest.raises(InputError, match=r"^models.weights: model 3D_all_q10 has no published weights; published: 1D_b1000_q6"):
+        _study(combined_shells=(1000, 2000))
+    with pytest.raises(InputError, match=r"^models.width: .* full width \(1.0\); models.width is 0.5"):
+        _study(width=0.5)
+    with pytest.raises(InputError, match="^training.epochs: 0 means evaluation only"):
+        _study(weights="scratch")
+    with pytest.raises(InputError, match="neither scratch, published nor a path pattern"):
+        _study(weights="elsewhere/best.weights.h5")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match="the weights this run's training writes"):
+        _study(weights="results/models/{model}/best.weights.h5", epochs=2)

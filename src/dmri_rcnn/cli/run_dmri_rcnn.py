@@ -307,7 +307,7 @@ def run(args) -> Path:
     model = build_model(args, weights, spec)
     percentile = args.norm or (spec is not None and spec.scaling == "percentile")
     if args.super_resolve:
-        return write_super_resolved(args, model, image, target, bvec_out, percentile)
+        return write_super_resolved(args, model, image, dmri, bvec_in, mask, target, bvec_out, percentile)
     scale = percentile_scale(dmri, mask, 99) if percentile else shell_scale(args.shell)
     volumes = infer(dmri, bvec_in, bvec_out, mask, model, scale=scale, batch_size=args.batch_size,
                     overlap=args.overlap, q_out_chunk=args.q_out_chunk, progress=args.progress)
@@ -316,16 +316,23 @@ def run(args) -> Path:
     return target
 
 
-def write_super_resolved(args, model, image, target: Path, bvec_out: np.ndarray, percentile: bool) -> Path:
+def write_super_resolved(args, model, image, dmri, bvec_in, mask, target: Path, bvec_out: np.ndarray,
+                         percentile: bool) -> Path:
     """--super-resolve: acquired b0 + context volumes, then the predictions, with .bval/.bvec beside."""
-    from dmri_rcnn.core.super_resolution import sidecar_table_paths, super_resolve_files
+    from dmri_rcnn.core.io import save_bval, save_bvec, save_nifti
+    from dmri_rcnn.core.super_resolution import sidecar_table_paths, super_resolve
 
+    if np.dtype(image.get_data_dtype()).itemsize > 4 and image.get_data_dtype().kind == "f":
+        dmri = np.asarray(image.dataobj)  # float64 voxels: copy them at full precision
     bval_path, bvec_path = sidecar_table_paths(target)
-    result = super_resolve_files(
-        args.dmri_in, args.super_resolve, args.bvec_in, args.mask, model, args.shell, bvec_out, target,
-        bval_path, bvec_path, scale="percentile" if percentile else None, batch_size=args.batch_size,
-        overlap=args.overlap, q_out_chunk=args.q_out_chunk, progress=args.progress,
+    result = super_resolve(
+        dmri, _super_resolve_bvals(args, bvec_in), bvec_in, mask, model, args.shell, bvec_out,
+        scale="percentile" if percentile else None, batch_size=args.batch_size, overlap=args.overlap,
+        q_out_chunk=args.q_out_chunk, progress=args.progress,
     )
+    save_bval(result.bvals, bval_path)
+    save_bvec(result.bvecs, bvec_path)
+    save_nifti(result.dmri, image.affine, target, header=image.header)  # the image last
     kept, total = int(result.acquired.sum()), image.shape[3]
     note = f"; {total - kept} volume(s) of other shells left out" if kept < total else ""
     print(f"Wrote {target}, {bval_path.name}, {bvec_path.name} ({kept} acquired + {bvec_out.shape[1]} predicted "

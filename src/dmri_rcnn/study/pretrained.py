@@ -111,6 +111,12 @@ def check_model_weights(config: dict, models: dict) -> None:
         raise InputError(
             f"models.weights: {source!r} is neither scratch, published nor a path pattern containing {{model}}"
         )
+    own = Path("results/models/{model}/best.weights.h5").resolve()
+    if not evaluation_only(config) and Path(source).resolve() == own:
+        raise InputError(
+            f"models.weights: {source} are the weights this run's training writes; to fine-tune them, point at "
+            "a copy or another run's results"
+        )
     for name, spec in models.items():
         path = Path(source.format(model=name))
         if not path.is_file():
