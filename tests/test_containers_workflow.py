@@ -118,4 +118,4 @@ with SnakemakeApi(OutputSettings()) as api:
     assert result.returncode == 0, result.stderr[-3000:]
     images = ast.literal_eval(result.stdout.strip().splitlines()[-1])
     assert images["train_model"] == images["infer"] == "docker://example/dmri-rcnn-study:gpu"
-    assert images["autocrop"] == images["sh_baseline"] == "docker://example/dmri-rcnn-study:cpu"
+    assert images["autocrop"] == images["predict_sh_baseline"] == "docker://example/dmri-rcnn-study:cpu"

@@ -164,12 +164,12 @@ def test_tiny_study_runs_on_slurm_through_the_profile(local_slurm: LocalSlurm, t
         assert "JobState=COMPLETED" in info, info
         jobs[job_id] = (re.search(r"Comment=(\S+)", info).group(1), info)
     comments = [comment for comment, _ in jobs.values()]
-    for rule in ("simulate_subject", "autocrop", "make_tfrecords", "train_model", "infer", "sh_baseline", "evaluate"):
+    for rule in ("simulate_subject", "autocrop", "make_tfrecords", "train_model", "infer", "predict_sh_baseline", "evaluate"):
         assert any(rule in comment for comment in comments), f"{rule} never ran on SLURM: {comments}"
     # Preparation steps ran as one job per subject (the profile's groups).
     assert sum(comment.startswith("rule_prepare_subject_") for comment in comments) == 3, comments
     # Cheap rules stayed on the submit host.
-    for rule in ("summarise", "plot_error_vs_q_in", "plot_loss_curves"):
+    for rule in ("summarise", "plot_metric_vs_q_in", "plot_loss_curves"):
         assert not any(rule in comment for comment in comments) and f"localrule {rule}:" in log
     # Training and inference asked SLURM for a GPU, with the profile's CPUs and memory for training.
     gpu_jobs = [(c, info) for c, info in jobs.values() if c.startswith(("rule_train_model_", "rule_infer_"))]

@@ -22,7 +22,7 @@ from dmri_rcnn.core.super_resolution import hcp_like_directions, super_resolve
 from dmri_rcnn.core.weights import save_model_weights
 from dmri_rcnn.errors import InputError
 from dmri_rcnn.simulation import simulate_subject
-from dmri_rcnn.training import train_model
+from dmri_rcnn.training import TrainingConfig, train_model
 from published_weights import random_published_model, serve_tree
 
 AFFINE = np.array([[-1.5, 0, 0, 40.0], [0, 1.5, 0, -30.0], [0, 0, 1.5, 8.0], [0, 0, 0, 1]])
@@ -71,11 +71,12 @@ def records(tmp_path_factory):
 
 
 def train(records, out, **kwargs):
+    config = TrainingConfig(model_dim=1, shells=(1000,), q_in=6, width=0.05, min_filters=2, epochs=1,
+                            steps_per_epoch=2, validation_steps=1, batch_size=2, seed=3)
     return train_model(
-        model_dim=1, shells=[1000], q_in=6, train_records=[records[0]], validation_records=[records[1]],
+        config, train_records=[records[0]], validation_records=[records[1]],
         weights_path=out / "best.weights.h5", history_path=out / "history.tsv", loss_plot_path=None,
-        checkpoint_dir=out / "checkpoint", width=0.05, min_filters=2, epochs=1, steps_per_epoch=2,
-        validation_steps=1, batch_size=2, seed=3, **kwargs,
+        checkpoint_dir=out / "checkpoint", **kwargs,
     )
 
 
@@ -366,6 +367,7 @@ def _study(weights="published", width=1.0, epochs=0, combined_shells=(1000, 2000
 
 
 def test_study_weight_sources_are_checked_before_any_job(tmp_path, monkeypatch):
+    from dmri_rcnn.study.design import ConfigError
     from dmri_rcnn.study.pretrained import parse_model_name, published_key
 
     assert published_key({"dim": 3, "shells": [3000, 1000, 2000], "q_in": 10}) == (3, "all", 10)
@@ -375,14 +377,14 @@ def test_study_weight_sources_are_checked_before_any_job(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="not a model name"):
         parse_model_name("3D_b1000")
     _study()
-    with pytest.raises(InputError, match=r"^models.weights: model 3D_all_q10 has no published weights; published: 1D_b1000_q6"):
+    with pytest.raises(ConfigError, match=r"^invalid config: models.weights: model 3D_all_q10 has no published weights; published: 1D_b1000_q6"):
         _study(combined_shells=(1000, 2000))
-    with pytest.raises(InputError, match=r"^models.width: .* full width \(1.0\); models.width is 0.5"):
+    with pytest.raises(ConfigError, match=r"^invalid config: models.width: .* full width \(1.0\); models.width is 0.5"):
         _study(width=0.5)
-    with pytest.raises(InputError, match="^training.epochs: 0 means evaluation only"):
+    with pytest.raises(ConfigError, match="^invalid config: training.epochs: 0 means evaluation only"):
         _study(weights="scratch")
-    with pytest.raises(InputError, match="neither scratch, published nor a path pattern"):
+    with pytest.raises(ConfigError, match="neither scratch, published nor a path pattern"):
         _study(weights="elsewhere/best.weights.h5")
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(InputError, match="the weights this run's training writes"):
+    with pytest.raises(ConfigError, match="the weights this run's training writes"):
         _study(weights="results/models/{model}/best.weights.h5", epochs=2)

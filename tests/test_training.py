@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import keras
@@ -10,8 +11,9 @@ import pandas as pd
 import pytest
 
 from dmri_rcnn.core.processing import save_tfrecord_data
+from dmri_rcnn.errors import InputError
 from dmri_rcnn.simulation import simulate_subject
-from dmri_rcnn.training import read_checkpoint_state, settings_fingerprint, train_model
+from dmri_rcnn.training import TrainingConfig, read_checkpoint_state, settings_fingerprint, train_model
 
 
 @pytest.fixture(scope="module")
@@ -38,26 +40,32 @@ class Interrupt(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
-def run(records, out, epochs, **kwargs):
+def run(records, out, epochs, callbacks=None, **settings):
+    config = TrainingConfig(
+        **{
+            "model_dim": 1,
+            "shells": [1000],
+            "q_in": 6,
+            "width": 0.05,
+            "epochs": epochs,
+            "steps_per_epoch": 2,
+            "validation_steps": 1,
+            "batch_size": 2,
+            "q_out": 10,
+            "seed": 7,
+            **settings,
+        }
+    )
     return train_model(
-        model_dim=1,
-        shells=[1000],
-        q_in=6,
+        config,
         train_records=[records[0]],
         validation_records=[records[1]],
         weights_path=out / "best.weights.h5",
         history_path=out / "history.tsv",
         loss_plot_path=out / "loss.png",
         checkpoint_dir=out / "checkpoint",
-        width=0.05,
-        epochs=epochs,
-        steps_per_epoch=2,
-        validation_steps=1,
-        batch_size=2,
-        q_out=10,
-        seed=7,
         title="1D test",
-        **kwargs,
+        callbacks=callbacks,
     )
 
 
@@ -186,3 +194,107 @@ def test_cosine_schedule_resumes_at_the_step_it_stopped(records, tmp_path):
     result = run(records, tmp_path / "resumed", epochs=3, lr_schedule="cosine", callbacks=[RecordLearningRate(resumed)])
     assert result["resumed_from"] == 1
     assert resumed == pytest.approx(straight[2:], rel=1e-6)
+
+
+# ---------------------------------------------------------------- configuration, data, checkpoint units
+
+
+def test_regenerated_records_do_not_resume_a_stale_checkpoint(records, tmp_path):
+    # the same file names with new content (e.g. the subjects were simulated again with another seed)
+    train, validation = tmp_path / "data" / "train" / "part-0.tfrecord", tmp_path / "data" / "val" / "part-0.tfrecord"
+    for source, target in zip(records, (train, validation)):
+        target.parent.mkdir(parents=True)
+        target.write_bytes(source.read_bytes())
+    out = tmp_path / "model"
+    with pytest.raises(KeyboardInterrupt):
+        run([train, validation], out, epochs=2, callbacks=[Interrupt(1)])
+    assert json.loads((out / "checkpoint" / "state.json").read_text())["epoch"] == 1
+
+    subject = simulate_subject(seed=5, shape=(12, 12, 10), n_directions=20, n_b0=1)
+    save_tfrecord_data(subject.dmri, subject.bvecs, subject.bvals, subject.mask, train)
+    result = run([train, validation], out, epochs=2)
+    assert result["resumed_from"] == 0
+    assert [row["run"] for row in result["history"]] == [1, 1]
+
+
+def test_fingerprint_covers_settings_and_record_content_but_not_epochs(tmp_path):
+    first, second = tmp_path / "s1" / "part-0.tfrecord", tmp_path / "s2" / "part-0.tfrecord"
+    for path, content in ((first, b"abc"), (second, b"xyz")):
+        path.parent.mkdir()
+        path.write_bytes(content)
+    config = TrainingConfig(model_dim=3, shells=[1000], q_in=6, epochs=5)
+
+    def fingerprint(cfg, train=(first,)):
+        return settings_fingerprint(cfg.fingerprint(list(train), [second]))
+
+    base = fingerprint(config)
+    assert fingerprint(dataclasses.replace(config, epochs=50)) == base  # training longer resumes
+    assert fingerprint(TrainingConfig(model_dim=3, shells=(1000,), q_in=6, epochs=5)) == base
+    for change in ({"batch_size": 8}, {"q_in": 10}, {"seed": 1}, {"width": 0.5}, {"antipodal": True}):
+        assert fingerprint(dataclasses.replace(config, **change)) != base, change
+    assert fingerprint(config, train=(second,)) != base
+    first.write_bytes(b"abd")  # same name and size, other content
+    assert fingerprint(config) != base
+    settings = config.fingerprint([first], [second])
+    assert "epochs" not in settings and settings["train_records"][0].startswith("s1/part-0.tfrecord:3:")
+
+
+def test_training_config_from_the_workflow_config():
+    import yaml
+
+    from workflow_utils import load_default_config
+
+    cfg = load_default_config()
+    config = TrainingConfig.from_config(cfg, {"dim": 3, "shells": [1000, 2000], "q_in": 10}, seed=11)
+    assert (config.model_dim, config.shells, config.q_in, config.seed) == (3, (1000, 2000), 10, 11)
+    assert config.width == cfg["models"]["width"] and config.antipodal == cfg["sampling"]["antipodal"]
+    for key, value in cfg["training"].items():
+        if key != "threads":  # a resource of the rule, not a setting of the model
+            assert getattr(config, key) == value, key
+    assert TrainingConfig.from_dict(yaml.safe_load(yaml.safe_dump(config.to_dict()))) == config
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.epochs = 3
+    with pytest.raises(InputError, match="model_dim is 2"):
+        dataclasses.replace(config, model_dim=2)
+    with pytest.raises(InputError, match="epochs is 0"):
+        dataclasses.replace(config, epochs=0)
+
+
+def test_datasets_follow_the_configuration(records):
+    from dmri_rcnn.training.dataset import build_datasets
+
+    config = TrainingConfig(model_dim=1, shells=[1000], q_in=6, q_out=10, batch_size=2, steps_per_epoch=3,
+                            validation_steps=2, seed=3)
+    train, validation = build_datasets(config, [records[0]], [records[1]])
+    (context, context_bvecs, target_bvecs), targets = next(iter(train))
+    assert tuple(context.shape) == (2, 6, 10, 10, 10) and tuple(context_bvecs.shape) == (2, 6, 3)
+    assert tuple(target_bvecs.shape) == (2, 10, 3) and tuple(targets.shape) == (2, 10, 10, 10, 10)
+    assert len(list(validation)) == 2
+    assert len(list(train.take(50))) == 50  # repeats when steps_per_epoch caps an epoch
+    again = [v[1].numpy() for v in build_datasets(config, [records[0]], [records[1]])[1]]
+    assert all(np.array_equal(a, v[1].numpy()) for a, v in zip(again, validation))  # same batches each epoch
+    masked = dataclasses.replace(config, loss="mae_in_mask")
+    _, targets = next(iter(build_datasets(masked, [records[0]], [records[1]])[0]))
+    assert tuple(targets.shape) == (2, 11, 10, 10, 10)  # the brain mask rides as the last target slot
+
+
+def test_checkpoint_commit_and_resume_state(tmp_path):
+    from dmri_rcnn.training.checkpoint import epoch_checkpoint_callback, new_state
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mae")
+    state = new_state("abc", {"q_in": 6})
+    callback = epoch_checkpoint_callback(tmp_path, state)
+    callback.set_model(model)
+    for epoch, val_loss in enumerate([0.5, 0.7]):
+        callback.on_epoch_begin(epoch)
+        callback.on_epoch_end(epoch, {"loss": 1.0, "val_loss": val_loss})
+    saved = read_checkpoint_state(tmp_path, "abc")
+    assert saved["epoch"] == 2 and saved["best_epoch"] == 1 and saved["best_val_loss"] == 0.5
+    # only the files the state names are kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["state.json", "best-0001.weights.h5", "epoch-0002.weights.h5", "epoch-0002.optimizer.npz"]
+    )
+    assert read_checkpoint_state(tmp_path, "other") is None
+    (tmp_path / "epoch-0002.weights.h5").unlink()
+    assert read_checkpoint_state(tmp_path, "abc") is None  # a state naming a missing file is not resumed

@@ -65,14 +65,14 @@ def test_full_run_writes_summary_figures_logs_and_benchmarks(study):
         assert not (folder / "checkpoint").exists(), "the checkpoint is removed after a successful training"
         assert (workdir / "benchmarks" / "train_model" / f"{model}.tsv").is_file()
         assert (workdir / "logs" / "train_model" / f"{model}.log").is_file()
-    for rule in ("simulate_subject", "autocrop", "subsample_context", "infer", "sh_baseline", "evaluate", "summarise"):
+    for rule in ("simulate_subject", "autocrop", "subsample_context", "infer", "predict_sh_baseline", "evaluate", "summarise"):
         assert any((workdir / "logs" / rule).rglob("*.log")), rule
     # the TFRecords and octant parts are temporary
     assert not (workdir / "results" / "tfrecords").exists() or not any((workdir / "results" / "tfrecords").iterdir())
     selection = json.loads((workdir / "results" / "sh_selection" / "b1000_q6" / "SH.json").read_text())
     assert selection["criterion"] == "held-out" and selection["sh_order"] in (0, 2, 4, 6, 8)
     assert selection["error"] == min(row["error"] for row in selection["table"])
-    assert "sh_order': " + str(selection["sh_order"]) in (workdir / "logs" / "sh_baseline" / "te1" / "b1000_q6" / "SH.log").read_text()
+    assert "sh_order': " + str(selection["sh_order"]) in (workdir / "logs" / "predict_sh_baseline" / "te1" / "b1000_q6" / "SH.log").read_text()
     metrics = pd.read_csv(workdir / "results" / "metrics" / "te1" / "b1000_q6" / "3D.tsv", sep="\t")
     assert metrics.loc[0, "subject"] == "te1" and metrics.loc[0, "mae"] > 0
 
@@ -106,10 +106,9 @@ def test_deleting_one_inference_output_reruns_only_its_dependents(study):
         "infer": 1,
         "evaluate": 1,
         "summarise": 1,
-        "plot_error_vs_q_in": 1,
         "plot_example_slices": 1,
         "plot_fa_maps": 1,
-        "plot_metric_vs_q_in": 5,
+        "plot_metric_vs_q_in": 6,
         "all": 1,
         "total": 12,
     }, plan

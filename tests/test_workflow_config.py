@@ -41,13 +41,14 @@ def test_default_config_builds_the_whole_study(tmp_path):
     assert counts["simulate_subject"] == n_subjects
     assert counts["train_model"] == 2  # 1D and 3D at b1000, q_in 6
     assert counts["infer"] == 2 * n_test
-    assert counts["sh_baseline"] == len(config["sh_baselines"]) * n_test
+    assert counts["predict_sh_baseline"] == len(config["sh_baselines"]) * n_test
     # the tuned SH is chosen once per (shell, q_in) on the validation subjects, whose context is split too
     assert counts["select_sh_baseline"] == 1
     assert counts["subsample_context"] == n_test + len(config["subjects"]["validation"])
     assert counts["evaluate"] == (2 + len(config["sh_baselines"])) * n_test
-    for rule in ("summarise", "plot_error_vs_q_in", "plot_example_slices", "plot_loss_curves", "all"):
+    for rule in ("summarise", "plot_example_slices", "plot_loss_curves", "all"):
         assert counts[rule] == 1
+    assert counts["plot_metric_vs_q_in"] == 6  # error (MAE) and five more metrics against q_in
     assert not (tmp_path / "results").exists(), "a dry run must not write results"
 
 
@@ -64,18 +65,11 @@ def test_combined_model_is_evaluated_at_its_shells(tmp_path):
     assert "results/predictions/te1/b1000_q6/3D_combined.nii.gz" not in result.stdout
 
 
+# The cross-key checks are unit-tested in test_study_design.py; these few go through the real snakemake
+# to show that both the schema's and the design's errors stop a run before any job.
 BAD_CONFIGS = {
     "unknown shell": (lambda c: c["evaluation"][0].update(shell=1500), "evaluation[0].shell", "1500"),
-    "q_in 7": (lambda c: c["evaluation"][0].update(q_in=[6, 7]), "evaluation[0].q_in", "7"),
-    "empty test list": (lambda c: c["subjects"].update(test=[]), "subjects.test", "empty"),
-    "empty train list": (lambda c: c["subjects"].update(train=[]), "subjects.train", "empty"),
     "train/test overlap": (lambda c: c["subjects"].update(test=["tr1"]), "subjects.test", "tr1"),
-    "train/validation overlap": (lambda c: c["subjects"].update(validation=["tr1"]), "subjects.validation", "tr1"),
-    "combined unknown shell": (
-        lambda c: c["models"].update(combined={"enabled": True, "dims": [3], "shells": [1000, 4000], "q_in": [10]}),
-        "models.combined.shells",
-        "4000",
-    ),
     "cosine without steps": (
         lambda c: c["training"].update(lr_schedule="cosine", steps_per_epoch=None),
         "training.lr_schedule",
@@ -306,3 +300,49 @@ def test_local_subjects_are_read_in_place(tmp_path, pattern):
     assert "simulate_subject" not in counts and "crop_truth" not in counts
     assert counts["autocrop"] == 3
     assert f"{pattern.format(subject='te1')}/data.nii.gz" in result.stdout
+
+
+def _schema_defaults(schema: dict, node: dict, path: str = ""):
+    """(dotted key, default) of every property with a default, object properties recursed into."""
+    for key, spec in node.get("properties", {}).items():
+        if "$ref" in spec:
+            spec = {**schema["definitions"][spec["$ref"].split("/")[-1]], **spec}
+        dotted = f"{path}.{key}" if path else key
+        if "default" in spec:
+            yield dotted, spec["default"]
+        if spec.get("type") == "object":
+            yield from _schema_defaults(schema, spec, dotted)
+
+
+def test_schema_defaults_equal_the_default_config():
+    # a key left out of a user's config means the same as the shipped config.yaml
+    schema = yaml.safe_load((REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    config = load_default_config()
+    checked = 0
+    for dotted, default in _schema_defaults(schema, schema):
+        value = config
+        for part in dotted.split("."):
+            assert part in value, f"config/config.yaml lacks {dotted} (schema default {default!r})"
+            value = value[part]
+        if isinstance(default, dict):  # an object's default: the keys it names must agree
+            assert {k: value.get(k) for k in default} == default, dotted
+        else:
+            assert value == default, f"{dotted}: schema default {default!r}, config/config.yaml {value!r}"
+        checked += 1
+    assert checked >= 30
+
+
+def test_every_rule_has_a_log_and_a_benchmark_mirroring_it():
+    rules = 0
+    for smk in sorted((REPO_ROOT / "workflow" / "rules").glob("*.smk")):
+        text = smk.read_text()
+        starts = list(re.finditer(r"(?m)^[ ]*rule (\w+):", text))
+        for start, end in zip(starts, [*starts[1:], None]):
+            name, block = start.group(1), text[start.start() : end.start() if end else len(text)]
+            log = re.search(r'log:\s*\n\s*"logs/([^"]+)\.log"', block)
+            benchmark = re.search(r'benchmark:\s*\n\s*"benchmarks/([^"]+)\.tsv"', block)
+            assert log and benchmark, f"{smk.name}: rule {name} lacks a log or a benchmark"
+            assert log.group(1) == benchmark.group(1), f"rule {name}: logs/{log.group(1)} vs benchmarks/{benchmark.group(1)}"
+            assert log.group(1).split("/")[0] == name, f"rule {name}: log and benchmark paths start with the rule's name"
+            rules += 1
+    assert rules >= 16

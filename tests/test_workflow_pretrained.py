@@ -141,7 +141,7 @@ def test_super_resolve_writes_the_scan_with_predicted_volumes(published_study):
     np.testing.assert_allclose(written.affine, source.affine)
     np.testing.assert_allclose(written.header.get_zooms(), source.header.get_zooms())
     assert written.header.get_xyzt_units() == source.header.get_xyzt_units()
-    assert (workdir / "logs/super_resolve/clin1.log").is_file()
+    assert (workdir / "logs/super_resolve_subject/clin1.log").is_file()
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ rule simulate_subject:
 if SUBJECTS["source"] == "hcp_s3":
 
     storage hcp:
-        **hcp_s3_storage_settings(config),
+        **design.hcp_s3_storage_settings(config),
         provider="s3",
 
     # On clusters, download on the submit host: compute nodes often have no internet access.
@@ -58,6 +58,8 @@ if SUBJECTS["source"] == "hcp_s3":
             mask="resources/hcp/{subject}/T1w/Diffusion/nodif_brain_mask.nii.gz",
         log:
             "logs/download_hcp_subject/{subject}.log",
+        benchmark:
+            "benchmarks/download_hcp_subject/{subject}.tsv"
         conda:
             "../../envs/data.yaml"
         params:

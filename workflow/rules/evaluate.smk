@@ -15,6 +15,8 @@ rule evaluate:
         "results/metrics/{subject}/b{shell}_q{q_in}/{method}.tsv",
     log:
         "logs/evaluate/{subject}/b{shell}_q{q_in}/{method}.log",
+    benchmark:
+        "benchmarks/evaluate/{subject}/b{shell}_q{q_in}/{method}.tsv"
     conda:
         "../../envs/evaluation.yaml"
     script:
@@ -33,6 +35,8 @@ rule summarise:
         ),
     log:
         "logs/summarise/summary.log",
+    benchmark:
+        "benchmarks/summarise/summary.tsv"
     conda:
         "../../envs/evaluation.yaml"
     script:

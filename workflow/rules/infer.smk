@@ -17,6 +17,8 @@ rule subsample_context:
         b0="results/context/{subject}/b{shell}_q{q_in}/b0.nii.gz",
     log:
         "logs/subsample_context/{subject}/b{shell}_q{q_in}.log",
+    benchmark:
+        "benchmarks/subsample_context/{subject}/b{shell}_q{q_in}.tsv"
     conda:
         "../../envs/data.yaml"
     params:
@@ -80,6 +82,8 @@ rule select_sh_baseline:
         "results/sh_selection/b{shell}_q{q_in}/{method}.json",
     log:
         "logs/select_sh_baseline/b{shell}_q{q_in}/{method}.log",
+    benchmark:
+        "benchmarks/select_sh_baseline/b{shell}_q{q_in}/{method}.tsv"
     wildcard_constraints:
         method=r"SH[A-Za-z0-9_]*",
     conda:
@@ -90,7 +94,7 @@ rule select_sh_baseline:
         "../scripts/select_sh_baseline.py"
 
 
-rule sh_baseline:
+rule predict_sh_baseline:
     input:
         unpack(get_sh_selection),
         context="results/context/{subject}/b{shell}_q{q_in}/context.nii.gz",
@@ -100,7 +104,9 @@ rule sh_baseline:
     output:
         "results/predictions/{subject}/b{shell}_q{q_in}/{method}.nii.gz",
     log:
-        "logs/sh_baseline/{subject}/b{shell}_q{q_in}/{method}.log",
+        "logs/predict_sh_baseline/{subject}/b{shell}_q{q_in}/{method}.log",
+    benchmark:
+        "benchmarks/predict_sh_baseline/{subject}/b{shell}_q{q_in}/{method}.tsv"
     wildcard_constraints:
         method=r"SH[A-Za-z0-9_]*",
     conda:
@@ -109,4 +115,4 @@ rule sh_baseline:
         settings=sh_settings,
         seed=context_seed,
     script:
-        "../scripts/sh_baseline.py"
+        "../scripts/predict_sh_baseline.py"

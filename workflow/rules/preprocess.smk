@@ -30,6 +30,8 @@ rule crop_truth:
         fibre_fractions="results/preprocessed/{subject}/fibre_fractions.nii.gz",
     log:
         "logs/crop_truth/{subject}.log",
+    benchmark:
+        "benchmarks/crop_truth/{subject}.tsv"
     conda:
         "../../envs/data.yaml"
     script:
@@ -46,6 +48,8 @@ rule split_octants:
         parts=temp(directory("results/octants/{subject}")),
     log:
         "logs/split_octants/{subject}.log",
+    benchmark:
+        "benchmarks/split_octants/{subject}.tsv"
     conda:
         "../../envs/data.yaml"
     params:

@@ -2,24 +2,6 @@
 # training curves.
 
 
-rule plot_error_vs_q_in:
-    input:
-        "results/summary.tsv",
-    output:
-        report(
-            "results/figures/error_vs_q_in.png",
-            caption="../report/error_vs_q_in.rst",
-            category="Results",
-            labels={"figure": "MAE vs q_in"},
-        ),
-    log:
-        "logs/plot_error_vs_q_in/plot.log",
-    conda:
-        "../../envs/evaluation.yaml"
-    script:
-        "../scripts/plot_error_vs_q_in.py"
-
-
 rule plot_metric_vs_q_in:
     input:
         "results/summary.tsv",
@@ -28,15 +10,19 @@ rule plot_metric_vs_q_in:
             "results/figures/{metric}_vs_q_in.png",
             caption="../report/metric_vs_q_in.rst",
             category="Results",
-            subcategory="Other metrics vs q_in",
+            subcategory="Metrics vs q_in",
             labels={"figure": "{metric} vs q_in"},
         ),
     log:
         "logs/plot_metric_vs_q_in/{metric}.log",
+    benchmark:
+        "benchmarks/plot_metric_vs_q_in/{metric}.tsv"
     wildcard_constraints:
-        metric=alternatives(EXTRA_FIGURE_METRICS),
+        metric=design.alternatives(design.VS_Q_IN_FIGURES),
     conda:
         "../../envs/evaluation.yaml"
+    params:
+        metric=lambda wildcards: design.VS_Q_IN_FIGURES[wildcards.metric],
     script:
         "../scripts/plot_metric_vs_q_in.py"
 
@@ -54,6 +40,8 @@ rule plot_fa_maps:
         ),
     log:
         "logs/plot_fa_maps/plot.log",
+    benchmark:
+        "benchmarks/plot_fa_maps/plot.tsv"
     conda:
         "../../envs/evaluation.yaml"
     params:
@@ -76,6 +64,8 @@ rule plot_example_slices:
         ),
     log:
         "logs/plot_example_slices/plot.log",
+    benchmark:
+        "benchmarks/plot_example_slices/plot.tsv"
     conda:
         "../../envs/evaluation.yaml"
     params:
@@ -96,6 +86,8 @@ rule plot_loss_curves:
         ),
     log:
         "logs/plot_loss_curves/plot.log",
+    benchmark:
+        "benchmarks/plot_loss_curves/plot.tsv"
     conda:
         "../../envs/evaluation.yaml"
     script:

@@ -1,4 +1,5 @@
-# Super-resolution of whole scans that have no held-out targets (the clinical use): `snakemake super_resolve`.
+# Super-resolution of whole scans that have no held-out targets (the clinical use); the target
+# `snakemake super_resolve` (workflow/Snakefile) asks for every subject of the super_resolve section.
 
 
 rule super_resolve_subject:
@@ -10,9 +11,9 @@ rule super_resolve_subject:
         bvals="results/super_resolved/{subject}/bvals",
         bvecs="results/super_resolved/{subject}/bvecs",
     log:
-        "logs/super_resolve/{subject}.log",
+        "logs/super_resolve_subject/{subject}.log",
     benchmark:
-        "benchmarks/super_resolve/{subject}.tsv"
+        "benchmarks/super_resolve_subject/{subject}.tsv"
     conda:
         "../../envs/tensorflow.yaml"
     container:
@@ -24,8 +25,3 @@ rule super_resolve_subject:
         antipodal=config["sampling"]["antipodal"],
     script:
         "../scripts/super_resolve.py"
-
-
-rule super_resolve:
-    input:
-        get_super_resolved(),

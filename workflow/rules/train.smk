@@ -30,12 +30,8 @@ rule train_model:
         container_image("gpu")
     threads: config["training"]["threads"]
     params:
-        spec=model_spec,
-        width=config["models"]["width"],
-        min_filters=config["models"]["min_filters"],
-        training=config["training"],
-        antipodal=config["sampling"]["antipodal"],
-        seed=training_seed,
+        # every setting of the training: a change retrains the model
+        training=training_config,
     script:
         "../scripts/train_model.py"
 
@@ -48,6 +44,8 @@ rule import_published_weights:
         description="resources/published_weights/{model}.weights.json",
     log:
         "logs/import_published_weights/{model}.log",
+    benchmark:
+        "benchmarks/import_published_weights/{model}.tsv"
     conda:
         "../../envs/tensorflow.yaml"
     params:

@@ -3,7 +3,7 @@
 import logging
 
 from dmri_rcnn.study.logs import log_to_file
-from dmri_rcnn.study.evaluation import evaluate_method
+from dmri_rcnn.study.metrics_and_figures import evaluate_method
 
 log_to_file(snakemake.log[0])
 row = evaluate_method(

@@ -7,16 +7,13 @@ against the others, and an error names the S3 key of the bad object.
 import logging
 
 from dmri_rcnn.sources import copy_checked_hcp_subject
+from dmri_rcnn.study.logs import log_to_file
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+log_to_file(snakemake.log[0])
 keys = ("dmri", "bvals", "bvecs", "mask")
-try:
-    copy_checked_hcp_subject(
-        sources={key: snakemake.input[key] for key in keys},
-        targets={key: snakemake.output[key] for key in keys},
-        origins=snakemake.params.urls,
-    )
-except Exception:
-    logging.exception("subject %s failed its checks", snakemake.wildcards.subject)
-    raise
+copy_checked_hcp_subject(
+    sources={key: snakemake.input[key] for key in keys},
+    targets={key: snakemake.output[key] for key in keys},
+    origins=snakemake.params.urls,
+)
 logging.info("subject %s: 4 files checked and stored", snakemake.wildcards.subject)

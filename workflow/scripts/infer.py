@@ -3,7 +3,7 @@
 import logging
 
 from dmri_rcnn.study.logs import log_to_file
-from dmri_rcnn.study.inference import predict_with_trained_model
+from dmri_rcnn.study.predict_rcnn import predict_with_trained_model
 from dmri_rcnn.training import configure_threads
 
 log_to_file(snakemake.log[0])

@@ -2,7 +2,7 @@
 
 
 from dmri_rcnn.study.logs import log_to_file
-from dmri_rcnn.study.evaluation import plot_example_slices
+from dmri_rcnn.study.metrics_and_figures import plot_example_slices
 
 log_to_file(snakemake.log[0])
 plot_example_slices(

@@ -2,7 +2,7 @@
 
 import logging
 
-from dmri_rcnn.study.evaluation import select_sh_on_validation
+from dmri_rcnn.study.predict_sh import select_sh_on_validation
 from dmri_rcnn.study.logs import log_to_file
 
 log_to_file(snakemake.log[0])

@@ -3,7 +3,7 @@
 import logging
 
 from dmri_rcnn.study.logs import log_to_file
-from dmri_rcnn.study.evaluation import summarise_metric_tables
+from dmri_rcnn.study.metrics_and_figures import summarise_metric_tables
 
 log_to_file(snakemake.log[0])
 table = summarise_metric_tables(list(snakemake.input), snakemake.output[0])

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from dmri_rcnn.core.processing.scaling import SHELL_SCALE
+from dmri_rcnn.core.weights import PUBLISHED_Q_IN
 from dmri_rcnn.errors import InputError
 
 PROG = "run_dmri_rcnn.py"
-SHELLS = (1000, 2000, 3000)
-PUBLISHED_Q_IN = (6, 10, 30)
+SHELLS = tuple(SHELL_SCALE)
 SHELL_TOLERANCE = 30
 
 

@@ -20,11 +20,11 @@ import math
 import numpy as np
 from tqdm.auto import tqdm
 
+from dmri_rcnn.core.architecture import PATCH_SHAPE
 from dmri_rcnn.core.processing.patching import central_padding
 from dmri_rcnn.core.processing.scaling import shell_scale
 from dmri_rcnn.errors import InputError
 
-PATCH_SHAPE = (10, 10, 10)
 #: Default bound on (patch, target direction) pairs per decoder call: keeps the 3D model's working memory
 #: near 1 GB whatever q_out is (84 directions x batch 4 at once needed ~3.7 GB), at the same speed.
 DECODE_PAIRS = 48

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from dmri_rcnn.core.architecture import ARCHITECTURES, model_dim_of_encoder
 from dmri_rcnn.errors import InputError
 from dmri_rcnn.utils import atomic_path
 
@@ -58,6 +59,9 @@ PUBLISHED_WEIGHTS: dict[tuple[int, int | str, int], PublishedWeights] = {
     (3, "all", 10): PublishedWeights(6397221, 2),
     (3, "all_norm", 10): PublishedWeights(6415106, 2),
 }
+
+#: Context sizes (q_in) with published weights.
+PUBLISHED_Q_IN: tuple[int, ...] = tuple(sorted({q_in for _, _, q_in in PUBLISHED_WEIGHTS}))
 
 
 def weights_root() -> Path:
@@ -214,8 +218,7 @@ _LAYER_NORM_VARIABLES = ("gamma", "beta")
 
 
 def _model_dim_of(model) -> int:
-    encoder = model.get_layer("encoder")
-    return 3 if any(layer.name == "ecv12_conv" for layer in encoder.layers) else 1
+    return model_dim_of_encoder(layer.name for layer in model.get_layer("encoder").layers)
 
 
 def checkpoint_variable_map(model) -> list[tuple[str, object]]:
@@ -223,30 +226,24 @@ def checkpoint_variable_map(model) -> list[tuple[str, object]]:
 
     ``model`` is a model from :func:`dmri_rcnn.core.model.get_3d_autoencoder` or ``get_1d_autoencoder``.
     """
-    from dmri_rcnn.core.model import ARCHITECTURES
-
     arch = ARCHITECTURES[_model_dim_of(model)]
     pairs: list[tuple[str, object]] = []
-    for index, (sub_name, blocks) in enumerate(
-        (("encoder", arch.encoder_blocks()), ("decoder", arch.decoder_blocks()))
-    ):
+    for sub_name, block, base in arch.checkpoint_keys():
         sub = model.get_layer(sub_name)
         names = {layer.name for layer in sub.layers}
-        for position, block in enumerate(blocks):
-            base = f"layer_with_weights-{index}/layer_with_weights-{position}"
-            if block == "conv_lstm":
-                cell = sub.get_layer("conv_lstm").cell
-                for var in ("kernel", "recurrent_kernel", "bias"):
-                    pairs.append((f"{base}/cell/{var}", getattr(cell, var)))
-                continue
-            conv = sub.get_layer(f"{block}_conv")
-            for var in _CONV_VARIABLES:
-                pairs.append((f"{base}/conv_layer/layer/{var}", getattr(conv, var)))
-            if f"{block}_norm" in names:
-                norm = sub.get_layer(f"{block}_norm")
-                variables = _BATCH_NORM_VARIABLES if hasattr(norm, "moving_mean") else _LAYER_NORM_VARIABLES
-                for var in variables:
-                    pairs.append((f"{base}/norm_layer/{var}", getattr(norm, var)))
+        if block == "conv_lstm":
+            cell = sub.get_layer("conv_lstm").cell
+            for var in ("kernel", "recurrent_kernel", "bias"):
+                pairs.append((f"{base}/cell/{var}", getattr(cell, var)))
+            continue
+        conv = sub.get_layer(f"{block}_conv")
+        for var in _CONV_VARIABLES:
+            pairs.append((f"{base}/conv_layer/layer/{var}", getattr(conv, var)))
+        if f"{block}_norm" in names:
+            norm = sub.get_layer(f"{block}_norm")
+            variables = _BATCH_NORM_VARIABLES if hasattr(norm, "moving_mean") else _LAYER_NORM_VARIABLES
+            for var in variables:
+                pairs.append((f"{base}/norm_layer/{var}", getattr(norm, var)))
     return pairs
 
 

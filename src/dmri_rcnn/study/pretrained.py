@@ -15,6 +15,7 @@ from pathlib import Path
 
 from dmri_rcnn.core.model_spec import COMBINED_SHELLS, ModelSpec, published_model_spec, read_model_spec, sidecar_path
 from dmri_rcnn.errors import InputError
+from dmri_rcnn.study.design import ConfigError
 
 PathLike = str | os.PathLike
 
@@ -80,59 +81,65 @@ def check_model_weights(config: dict, models: dict) -> None:
 
     Raises
     ------
-    InputError
-        ``"<config key>: <what is wrong>"`` naming the model and what exists.
+    ConfigError
+        Naming the config key, the model and what exists.
     """
     source = weights_source(config)
     width = float(config["models"].get("width", 1.0))
     min_filters = int(config["models"].get("min_filters", 1))
     norm = bool(config["models"].get("combined", {}).get("norm", False))
     if evaluation_only(config) and source == SCRATCH:
-        raise InputError(
-            "training.epochs: 0 means evaluation only, which needs weights to evaluate; set models.weights to "
+        raise ConfigError(
+            "training.epochs",
+            "0 means evaluation only, which needs weights to evaluate; set models.weights to "
             "published or to a path pattern with {model}"
         )
     if norm and source != PUBLISHED:
-        raise InputError(
-            "models.combined.norm: 99th-percentile scaling exists only for the published combined model "
+        raise ConfigError(
+            "models.combined.norm",
+            "99th-percentile scaling exists only for the published combined model "
             f"(all_norm); models.weights is {source}"
         )
     if source == SCRATCH:
         return
     if source == PUBLISHED:
         if width != 1.0:
-            raise InputError(f"models.width: the published weights are full width (1.0); models.width is {width:g}")
+            raise ConfigError("models.width", f"the published weights are full width (1.0); models.width is {width:g}")
         available = ", ".join(published_model_names())
         for name, spec in models.items():
             if published_key(spec, norm) is None:
-                raise InputError(f"models.weights: model {name} has no published weights; published: {available}")
+                raise ConfigError("models.weights", f"model {name} has no published weights; published: {available}")
         return
     if "{model}" not in source:
-        raise InputError(
-            f"models.weights: {source!r} is neither scratch, published nor a path pattern containing {{model}}"
+        raise ConfigError(
+            "models.weights",
+            f"{source!r} is neither scratch, published nor a path pattern containing {{model}}"
         )
     own = Path("results/models/{model}/best.weights.h5").resolve()
     if not evaluation_only(config) and Path(source).resolve() == own:
-        raise InputError(
-            f"models.weights: {source} are the weights this run's training writes; to fine-tune them, point at "
+        raise ConfigError(
+            "models.weights",
+            f"{source} are the weights this run's training writes; to fine-tune them, point at "
             "a copy or another run's results"
         )
     for name, spec in models.items():
         path = Path(source.format(model=name))
         if not path.is_file():
-            raise InputError(f"models.weights: weights of model {name} not found: expected {path}")
+            raise ConfigError("models.weights", f"weights of model {name} not found: expected {path}")
         found = read_model_spec(path)
         if found is None:
-            raise InputError(
-                f"models.weights: {path} (model {name}) has no description {sidecar_path(path)}; "
+            raise ConfigError(
+                "models.weights",
+                f"{path} (model {name}) has no description {sidecar_path(path)}; "
                 "only weights trained by this package can be used"
             )
         wanted = {"model_dim": int(spec["dim"]), "q_in": int(spec["q_in"]),
                   "shells": tuple(int(s) for s in spec["shells"]), "width": width, "min_filters": min_filters}
         for field, value in wanted.items():
             if getattr(found, field) != value:
-                raise InputError(
-                    f"models.weights: {path} (model {name}) has {field} {getattr(found, field)} in "
+                raise ConfigError(
+                    "models.weights",
+                    f"{path} (model {name}) has {field} {getattr(found, field)} in "
                     f"{sidecar_path(path)}; the study's model has {value}"
                 )
 
@@ -171,8 +178,9 @@ def super_resolve_shell(section: dict, spec: dict) -> int:
     if section.get("shell"):
         return int(section["shell"])
     if len(spec["shells"]) != 1:
-        raise InputError(
-            f"super_resolve.shell: model {section['model']} covers b={'/'.join(map(str, spec['shells']))}; "
+        raise ConfigError(
+            "super_resolve.shell",
+            f"model {section['model']} covers b={'/'.join(map(str, spec['shells']))}; "
             "name the shell to super-resolve"
         )
     return int(spec["shells"][0])
@@ -183,45 +191,106 @@ def check_super_resolve(config: dict, models: dict) -> None:
 
     Raises
     ------
-    InputError
-        ``"super_resolve.<key>: <what is wrong>"``.
+    ConfigError
+        Naming the ``super_resolve.<key>``.
     """
     section = config.get("super_resolve") or {}
     if not section.get("subjects"):
         return
     name = section.get("model")
     if not name:
-        raise InputError("super_resolve.model: name the model that super-resolves, e.g. 3D_b1000_q6")
+        raise ConfigError("super_resolve.model", "name the model that super-resolves, e.g. 3D_b1000_q6")
     choice = str(section.get("weights") or "study")
     if choice == "study":
         if name not in models:
-            raise InputError(
-                f"super_resolve.model: {name} is not one of the study's models ({', '.join(models) or 'none'}); "
+            raise ConfigError(
+                "super_resolve.model",
+                f"{name} is not one of the study's models ({', '.join(models) or 'none'}); "
                 "use super_resolve.weights: published for a published one"
             )
         spec = models[name]
     else:
-        spec = parse_model_name(name)
+        try:
+            spec = parse_model_name(name)
+        except InputError as err:
+            raise ConfigError("super_resolve.model", str(err)) from None
         if choice == PUBLISHED:
             if published_key(spec) is None:
-                raise InputError(
-                    f"super_resolve.model: {name} has no published weights; published: {', '.join(published_model_names())}"
+                raise ConfigError(
+                    "super_resolve.model",
+                    f"{name} has no published weights; published: {', '.join(published_model_names())}"
                 )
         else:
             path = Path(choice)
             if not path.is_file():
-                raise InputError(f"super_resolve.weights: {choice} is not study, published or an existing weights file")
+                raise ConfigError("super_resolve.weights", f"{choice} is not study, published or an existing weights file")
             found = read_model_spec(path)
             if found is None:
-                raise InputError(f"super_resolve.weights: {path} has no description {sidecar_path(path)}")
+                raise ConfigError("super_resolve.weights", f"{path} has no description {sidecar_path(path)}")
             spec = {"dim": found.model_dim, "shells": list(found.shells), "q_in": found.q_in}
     shell = super_resolve_shell(section, spec)
     if shell not in spec["shells"]:
-        raise InputError(
-            f"super_resolve.shell: model {name} was trained on b={'/'.join(map(str, spec['shells']))}, not {shell}"
+        raise ConfigError(
+            "super_resolve.shell",
+            f"model {name} was trained on b={'/'.join(map(str, spec['shells']))}, not {shell}"
         )
     targets = str(section.get("targets", "hcp")).strip()
     if not (targets.lower() == "hcp" or (targets.isdigit() and int(targets) > 0) or Path(targets).is_file()):
-        raise InputError(
-            f"super_resolve.targets: {targets} is neither hcp, a number of directions nor an existing b-vector file"
+        raise ConfigError(
+            "super_resolve.targets",
+            f"{targets} is neither hcp, a number of directions nor an existing b-vector file"
         )
+
+
+# ----- the workflow's input functions -------------------------------------------------------------------
+
+
+def pretrained_weights(config: dict, model: str) -> str:
+    """The weights a model starts from (or is evaluated with) when ``models.weights`` is not scratch."""
+    source = weights_source(config)
+    if source == PUBLISHED:
+        return f"resources/published_weights/{model}.weights.h5"
+    return source.format(model=model)
+
+
+def study_model_weights(config: dict, model: str) -> str:
+    """The weights the study evaluates: trained (or fine-tuned) here, or the given ones with epochs 0."""
+    if evaluation_only(config):
+        return pretrained_weights(config, model)
+    return f"results/models/{model}/best.weights.h5"
+
+
+def published_checkpoint(config: dict, model: str):
+    """The :data:`dmri_rcnn.core.weights.PUBLISHED_WEIGHTS` key behind a model name (rule import_published_weights)."""
+    norm = bool(config["models"].get("combined", {}).get("norm", False))
+    key = published_key(parse_model_name(model), norm)
+    if key is None:
+        raise InputError(f"{model}: no published weights; published: {', '.join(published_model_names())}")
+    return key
+
+
+def super_resolve_weights(config: dict) -> str:
+    """Weights of ``super_resolve.model``: the study's own, the published ones, or a given file."""
+    section = config.get("super_resolve") or {}
+    choice = str(section.get("weights") or "study")
+    if choice == "study":
+        return study_model_weights(config, section["model"])
+    if choice == PUBLISHED:
+        return f"resources/published_weights/{section['model']}.weights.h5"
+    return choice
+
+
+def super_resolve_settings(config: dict, seed: int) -> dict:
+    """Shell, target directions and seed of one super-resolution job."""
+    section = config["super_resolve"]
+    return {
+        "shell": super_resolve_shell(section, parse_model_name(section["model"])),
+        "targets": str(section.get("targets", "hcp")),
+        "seed": int(seed),
+    }
+
+
+def super_resolved_outputs(config: dict) -> list[str]:
+    """``results/super_resolved/{subject}/`` files of every subject of ``super_resolve.subjects``."""
+    subjects = (config.get("super_resolve") or {}).get("subjects") or []
+    return [f"results/super_resolved/{subject}/{name}" for subject in subjects for name in ("data.nii.gz", "bvals", "bvecs")]

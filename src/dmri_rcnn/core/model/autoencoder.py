@@ -15,11 +15,11 @@ per-voxel gamma/beta of shape ``patch_shape``; "batch" is ``BatchNormalization``
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 import keras
 from keras import layers
 
+from dmri_rcnn.core.architecture import ARCHITECTURES, LSTM_UNITS, PATCH_SHAPE, Architecture, Block
 from dmri_rcnn.core.model.layers import (
     RepeatLatent,
     SampleWiseConv3D,
@@ -27,62 +27,8 @@ from dmri_rcnn.core.model.layers import (
     keras2_hard_sigmoid,
 )
 
-PATCH_SHAPE = (10, 10, 10)
-LSTM_UNITS = 48
 #: ``precision`` values and the Keras dtype policy each builds the layers under.
 PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16"}
-
-#: A convolution block: (name, filters at width 1.0, cubic kernel size).
-Block = tuple[str, int, int]
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """Layer widths of one model variant. Parallel blocks are concatenated in the order listed."""
-
-    encoder_init: Block
-    encoder_branch1: tuple[Block, ...]
-    encoder_branch2: tuple[Block, ...]
-    encoder_latent: tuple[Block, ...]
-    decoder_latent: tuple[Block, ...]
-    decoder_branch1: tuple[Block, ...]
-    decoder_branch2: tuple[Block, ...]
-    decoder_head: Block
-
-    def encoder_blocks(self) -> list[str]:
-        """Weight-bearing encoder layers in creation order (the original checkpoint's numbering)."""
-        blocks = [self.encoder_init, *self.encoder_branch1, *self.encoder_branch2, *self.encoder_latent]
-        return [name for name, _, _ in blocks] + ["conv_lstm"]
-
-    def decoder_blocks(self) -> list[str]:
-        """Weight-bearing decoder layers in creation order; the last two have no normalisation."""
-        blocks = [*self.decoder_latent, *self.decoder_branch1, *self.decoder_branch2, self.decoder_head]
-        return [name for name, _, _ in blocks] + ["dc4"]
-
-
-ARCHITECTURES: dict[int, Architecture] = {
-    3: Architecture(
-        encoder_init=("init", 200, 1),
-        encoder_branch1=(("ecv11", 104, 1), ("ecv12", 200, 2), ("ecv13", 72, 3)),
-        encoder_branch2=(("ecv21", 280, 1), ("ecv22", 240, 2), ("ecv23", 144, 3)),
-        encoder_latent=(("ecvl1", 32, 1), ("ecvl2", 88, 1)),
-        decoder_latent=(("dcvl1", 176, 1), ("dcvl2", 224, 1)),
-        decoder_branch1=(("dcv11", 240, 1), ("dcv12", 256, 2), ("dcv13", 136, 3)),
-        decoder_branch2=(("dcv21", 176, 1), ("dcv22", 136, 2), ("dcv23", 88, 3)),
-        decoder_head=("dcv3", 16, 1),
-    ),
-    # The pointwise variant keeps the 3D model's concatenated widths (380, 668, 227, 635, 403).
-    1: Architecture(
-        encoder_init=("init", 200, 1),
-        encoder_branch1=(("ecv11", 376, 1),),
-        encoder_branch2=(("ecv21", 664, 1),),
-        encoder_latent=(("ecvl1", 32, 1), ("ecvl2", 88, 1)),
-        decoder_latent=(("dcvl1", 176, 1), ("dcvl2", 224, 1)),
-        decoder_branch1=(("dcv11", 632, 1),),
-        decoder_branch2=(("dcv21", 400, 1),),
-        decoder_head=("dcv3", 16, 1),
-    ),
-}
 
 
 def _scaled(filters: int, width: float, min_filters: int = 1) -> int:
@@ -239,7 +185,7 @@ def _build_autoencoder(
     model.compile(loss=loss, optimizer=adam_optimizer())
 
     if weights is not None:
-        from dmri_rcnn.core.weights import load_model_weights  # weights imports this module
+        from dmri_rcnn.core.weights import load_model_weights
 
         load_model_weights(model, weights, model_dim=model_dim)
     return model

@@ -46,7 +46,7 @@ def predict_with_trained_model(
     (i, j, k, q_out) float32 prediction.
     """
     from dmri_rcnn.core.inference import infer
-    from dmri_rcnn.core.model import get_1d_autoencoder, get_3d_autoencoder, load_trained_model
+    from dmri_rcnn.core.model import get_autoencoder, load_trained_model
     from dmri_rcnn.core.model_spec import read_model_spec
     from dmri_rcnn.core.processing.scaling import percentile_scale, shell_scale
     from dmri_rcnn.core.weights import load_model_weights
@@ -61,8 +61,7 @@ def predict_with_trained_model(
             )
         model = load_trained_model(weights, spec)
     else:
-        builder = get_1d_autoencoder if int(model_dim) == 1 else get_3d_autoencoder
-        model = builder(weights=None, width=width, min_filters=min_filters)
+        model = get_autoencoder(int(model_dim), weights=None, width=width, min_filters=min_filters)
         load_model_weights(model, weights, model_dim=int(model_dim))
     dmri, affine = io.load_nifti(context, return_affine=True)
     brain = io.load_nifti(mask, dtype=np.uint8)

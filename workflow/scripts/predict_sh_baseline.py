@@ -1,9 +1,9 @@
-"""Spherical-harmonic interpolation of the held-out target directions (rule sh_baseline)."""
+"""Spherical-harmonic interpolation of the held-out target directions (rule predict_sh_baseline)."""
 
 import logging
 
 from dmri_rcnn.study.logs import log_to_file
-from dmri_rcnn.study.evaluation import predict_with_sh
+from dmri_rcnn.study.predict_sh import predict_with_sh
 
 log_to_file(snakemake.log[0])
 chosen = predict_with_sh(

@@ -1,0 +1,324 @@
+"""The study's design, read from the workflow's config: checks, models, methods, seeds and file names.
+
+Everything here is a plain function of the config dictionary (``config/config.yaml`` after the schema's
+defaults are filled in), so it is tested in milliseconds without starting Snakemake.
+``workflow/rules/common.smk`` calls these functions and turns :class:`ConfigError` into Snakemake's
+``WorkflowError``. Shells and context sizes come from where they are defined: the per-shell signal scales
+(:data:`dmri_rcnn.core.processing.scaling.SHELL_SCALE`) and the published weights
+(:data:`dmri_rcnn.core.weights.PUBLISHED_WEIGHTS`).
+
+Names used throughout:
+
+- a *setting* is a pair ``(shell, q_in)``: b-value in s/mm² and number of context directions;
+- a *model* is a trained network, named ``{dim}D_b{shell}_q{q_in}`` or ``{dim}D_all_q{q_in}`` (combined);
+- a *method* is what a prediction is labelled with at a setting: an SH baseline's name, ``1D``, ``3D``,
+  or ``3D_combined``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+
+from dmri_rcnn.core.processing.scaling import SHELL_SCALE
+from dmri_rcnn.core.weights import PUBLISHED_Q_IN
+
+#: Shells with per-shell scale constants and published weights (s/mm²).
+KNOWN_SHELLS: tuple[int, ...] = tuple(SHELL_SCALE)
+#: Context sizes of the paper (and of the published weights).
+KNOWN_Q_IN: tuple[int, ...] = PUBLISHED_Q_IN
+
+#: HCP names of a subject's files in its ``T1w/Diffusion`` folder, keyed as the rules' inputs.
+SUBJECT_FILE_NAMES = {
+    "dmri": "data.nii.gz",
+    "bvals": "bvals",
+    "bvecs": "bvecs",
+    "mask": "nodif_brain_mask.nii.gz",
+}
+#: Ground-truth maps a synthetic subject has beside its HCP files.
+TRUTH_FILE_NAMES = {
+    "tissue": "tissue.nii.gz",
+    "fibre_dirs": "fibre_dirs.nii.gz",
+    "fibre_fractions": "fibre_fractions.nii.gz",
+}
+NOISELESS_FILE_NAME = "data_noiseless.nii.gz"
+
+#: Figures ``results/figures/{name}_vs_q_in.png``: name -> the summary metric drawn against q_in.
+VS_Q_IN_FIGURES = {
+    "error": "mae",
+    "mae_norm": "mae_norm",
+    "ssim": "ssim",
+    "fa_mae": "fa_mae",
+    "md_mae": "md_mae",
+    "pdd_angle_deg": "pdd_angle_deg",
+}
+
+SUBJECT_GROUPS = ("train", "validation", "test")
+
+
+class ConfigError(ValueError):
+    """A config value the schema accepts but the study cannot use; ``str()`` names the key."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"invalid config: {key}: {message}")
+        self.key = key
+
+
+def _one_of(values: Iterable[int]) -> str:
+    return ", ".join(map(str, values))
+
+
+def check_config(cfg: dict) -> None:
+    """Cross-key checks the JSON schema cannot express.
+
+    Raises
+    ------
+    ConfigError
+        Naming the first offending key, e.g. ``invalid config: evaluation[0].shell: unknown shell 1500;
+        expected one of 1000, 2000, 3000``.
+    """
+    subjects = cfg["subjects"]
+    nothing_trained = int(cfg["training"]["epochs"]) == 0
+    for group in SUBJECT_GROUPS:
+        # Nothing is trained with epochs 0 (weights from elsewhere): no training subjects needed.
+        if not subjects[group] and not (group == "train" and nothing_trained):
+            raise ConfigError(f"subjects.{group}", "the list is empty; name at least one subject")
+        duplicates = sorted({s for s in subjects[group] if subjects[group].count(s) > 1})
+        if duplicates:
+            raise ConfigError(f"subjects.{group}", f"lists {', '.join(duplicates)} more than once")
+    for index, first in enumerate(SUBJECT_GROUPS):
+        for second in SUBJECT_GROUPS[index + 1 :]:
+            shared = sorted(set(subjects[first]) & set(subjects[second]))
+            if shared:
+                raise ConfigError(
+                    f"subjects.{second}",
+                    f"subject {', '.join(shared)} is also in subjects.{first}; "
+                    "training, validation and test subjects must not overlap",
+                )
+    shells_seen = set()
+    for index, setting in enumerate(cfg["evaluation"]):
+        key = f"evaluation[{index}]"
+        if setting["shell"] not in KNOWN_SHELLS:
+            raise ConfigError(
+                f"{key}.shell", f"unknown shell {setting['shell']}; expected one of {_one_of(KNOWN_SHELLS)}"
+            )
+        if setting["shell"] in shells_seen:
+            raise ConfigError(f"{key}.shell", f"shell {setting['shell']} is listed twice")
+        shells_seen.add(setting["shell"])
+        for q_in in setting["q_in"]:
+            if q_in not in KNOWN_Q_IN:
+                raise ConfigError(
+                    f"{key}.q_in", f"q_in {q_in} is not supported; expected one of {_one_of(KNOWN_Q_IN)}"
+                )
+    combined = cfg["models"]["combined"]
+    if combined["enabled"]:
+        for shell in combined["shells"]:
+            if shell not in KNOWN_SHELLS:
+                raise ConfigError(
+                    "models.combined.shells", f"unknown shell {shell}; expected one of {_one_of(KNOWN_SHELLS)}"
+                )
+        for q_in in combined["q_in"]:
+            if q_in not in KNOWN_Q_IN:
+                raise ConfigError(
+                    "models.combined.q_in", f"q_in {q_in} is not supported; expected one of {_one_of(KNOWN_Q_IN)}"
+                )
+    training = cfg["training"]
+    if training.get("lr_schedule") == "cosine" and not training.get("steps_per_epoch"):
+        raise ConfigError(
+            "training.lr_schedule",
+            "cosine decays over epochs x steps_per_epoch steps; set training.steps_per_epoch",
+        )
+    # Where the weights come from (models.weights, training.epochs 0) and the super_resolve section.
+    from dmri_rcnn.study.pretrained import check_model_weights, check_super_resolve
+
+    check_model_weights(cfg, model_catalogue(cfg))
+    check_super_resolve(cfg, model_catalogue(cfg))
+    if subjects["source"] == "synthetic" and not nothing_trained:
+        n_directions = cfg["synthetic"]["n_directions"]
+        q_out = training["q_out"]
+        largest = max(q for setting in cfg["evaluation"] for q in setting["q_in"])
+        if largest + q_out > n_directions:
+            raise ConfigError(
+                "synthetic.n_directions",
+                f"{n_directions} directions per shell cannot hold q_in {largest} + q_out {q_out} per training example",
+            )
+
+
+def evaluation_settings(cfg: dict) -> list[tuple[int, int]]:
+    """(shell, q_in) pairs evaluated on every test subject, in config order."""
+    return [(s["shell"], q_in) for s in cfg["evaluation"] for q_in in s["q_in"]]
+
+
+def model_catalogue(cfg: dict) -> dict[str, dict]:
+    """Every model to train: name -> ``{"dim", "shells", "q_in"}``.
+
+    One model per dimension and evaluated setting (``3D_b1000_q6``), plus, when ``models.combined`` is
+    enabled, one per dimension and q_in trained on all its shells (``3D_all_q10``).
+    """
+    models = {}
+    for shell, q_in in evaluation_settings(cfg):
+        for dim in cfg["models"]["dims"]:
+            models[f"{dim}D_b{shell}_q{q_in}"] = {"dim": dim, "shells": [shell], "q_in": q_in}
+    combined = cfg["models"]["combined"]
+    if combined["enabled"]:
+        for q_in in combined["q_in"]:
+            for dim in combined["dims"]:
+                models[f"{dim}D_all_q{q_in}"] = {"dim": dim, "shells": list(combined["shells"]), "q_in": q_in}
+    return models
+
+
+def rcnn_methods(cfg: dict, shell: int, q_in: int) -> list[str]:
+    """Method names of the trained models evaluated at (shell, q_in): ``1D``, ``3D``, ``3D_combined``."""
+    methods = [f"{dim}D" for dim in cfg["models"]["dims"]]
+    combined = cfg["models"]["combined"]
+    if combined["enabled"] and shell in combined["shells"] and q_in in combined["q_in"]:
+        methods += [f"{dim}D_combined" for dim in combined["dims"]]
+    return methods
+
+
+def methods_for(cfg: dict, shell: int, q_in: int) -> list[str]:
+    """Every method evaluated at (shell, q_in): the SH baselines, then the RCNN models."""
+    return [baseline["name"] for baseline in cfg["sh_baselines"]] + rcnn_methods(cfg, shell, q_in)
+
+
+def model_for_method(method: str, shell: int, q_in: int) -> str:
+    """The trained model an RCNN method name stands for at (shell, q_in): ``3D`` -> ``3D_b1000_q6``."""
+    dim, _, variant = method.partition("_")
+    if variant == "combined":
+        return f"{dim}_all_q{q_in}"
+    return f"{dim}_b{shell}_q{q_in}"
+
+
+def stable_seed(master_seed: int, *parts) -> int:
+    """A reproducible 31-bit seed from the master seed and some names (Python's ``hash()`` is salted)."""
+    text = ":".join(str(p) for p in (master_seed, *parts))
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) % (2**31)
+
+
+def synthetic_seed(cfg: dict, subject: str) -> int:
+    """Seed of a simulated subject."""
+    return stable_seed(cfg["seed"], "subject", subject)
+
+
+def context_seed(cfg: dict, shell, q_in) -> int:
+    """Seed of the context/target split: the same for every subject (one protocol), new per setting."""
+    return stable_seed(cfg["seed"], "context", shell, q_in)
+
+
+def training_seed(cfg: dict, model: str) -> int:
+    """Seed of one model's training."""
+    return stable_seed(cfg["seed"], "train", model)
+
+
+def alternatives(names: Iterable) -> str:
+    """A wildcard regex matching exactly the given names."""
+    return "|".join(re.escape(str(name)) for name in names)
+
+
+def truth_file_names(cfg: dict) -> dict[str, str]:
+    """Ground-truth file names of a synthetic subject (the noiseless signal only if it is written)."""
+    names = dict(TRUTH_FILE_NAMES)
+    if cfg["synthetic"]["write_noiseless"]:
+        names["noiseless"] = NOISELESS_FILE_NAME
+    return names
+
+
+def subject_folder(cfg: dict, subject: str) -> str:
+    """Folder holding a subject's data.nii.gz, bvals, bvecs and nodif_brain_mask.nii.gz."""
+    source = cfg["subjects"]["source"]
+    if source == "synthetic":
+        return f"resources/synthetic/{subject}/T1w/Diffusion"
+    if source == "hcp_s3":
+        return f"resources/hcp/{subject}/T1w/Diffusion"
+    return cfg["local"]["path"].format(subject=subject)
+
+
+def subject_files(cfg: dict, subject: str) -> dict[str, str]:
+    """A subject's raw files keyed dmri/bvals/bvecs/mask.
+
+    For ``source: local`` a key's own ``{subject}`` pattern under ``local.files`` wins over
+    ``local.path``/<HCP name>.
+    """
+    patterns = (cfg.get("local") or {}).get("files") or {} if cfg["subjects"]["source"] == "local" else {}
+    folder = subject_folder(cfg, subject)
+    return {
+        key: patterns[key].format(subject=subject) if patterns.get(key) else f"{folder}/{name}"
+        for key, name in SUBJECT_FILE_NAMES.items()
+    }
+
+
+def hcp_s3_url(cfg: dict, file_name: str) -> str:
+    """S3 URL pattern (with a ``{subject}`` wildcard) of one file of an HCP subject's T1w/Diffusion folder."""
+    settings = cfg["hcp_s3"]
+    prefix = settings["prefix"].strip("/")
+    return f"s3://{settings['bucket']}/{prefix}/{file_name}"
+
+
+def hcp_s3_urls(cfg: dict, subject: str) -> dict[str, str]:
+    """A subject's four S3 URLs keyed dmri/bvals/bvecs/mask (named in download error messages)."""
+    return {key: hcp_s3_url(cfg, name).format(subject=subject) for key, name in SUBJECT_FILE_NAMES.items()}
+
+
+def hcp_s3_storage_settings(cfg: dict) -> dict:
+    """S3 storage settings the config may hold (endpoint, region); credentials never come from config."""
+    settings = cfg["hcp_s3"]
+    return {key: settings[key] for key in ("endpoint_url", "region") if settings.get(key)}
+
+
+def container_image(cfg: dict, kind: str) -> str | None:
+    """Container image (``--sdm apptainer``) of the cpu or gpu steps; gpu falls back to ``containers.cpu``."""
+    images = cfg["containers"]
+    return images.get(kind) or images.get("cpu") or None
+
+
+# ----- the study's results ---------------------------------------------------------------------------
+
+
+def per_prediction(cfg: dict, pattern: str) -> list[str]:
+    """``pattern`` (with ``{subject}``, ``{shell}``, ``{q_in}``, ``{method}``) for every test subject,
+    evaluated setting and method at that setting."""
+    return [
+        pattern.format(subject=subject, shell=shell, q_in=q_in, method=method)
+        for subject in cfg["subjects"]["test"]
+        for shell, q_in in evaluation_settings(cfg)
+        for method in methods_for(cfg, shell, q_in)
+    ]
+
+
+def example_subject(cfg: dict) -> str:
+    """Test subject shown in the example figures (``report.example_subject``, else the first)."""
+    return cfg["report"]["example_subject"] or cfg["subjects"]["test"][0]
+
+
+def example_files(cfg: dict) -> dict[str, str]:
+    """The example subject's b0, context, acquired targets and mask at the first evaluated setting."""
+    shell, q_in = evaluation_settings(cfg)[0]
+    subject = example_subject(cfg)
+    folder = f"results/context/{subject}/b{shell}_q{q_in}"
+    return {
+        "b0": f"{folder}/b0.nii.gz",
+        "context": f"{folder}/context.nii.gz",
+        "context_bvecs": f"{folder}/context.bvec",
+        "targets": f"{folder}/targets.nii.gz",
+        "target_bvecs": f"{folder}/targets.bvec",
+        "mask": f"results/preprocessed/{subject}/nodif_brain_mask.nii.gz",
+    }
+
+
+def example_predictions(cfg: dict) -> dict[str, str]:
+    """method -> the example subject's prediction at the first evaluated setting (every method there)."""
+    shell, q_in = evaluation_settings(cfg)[0]
+    folder = f"results/predictions/{example_subject(cfg)}/b{shell}_q{q_in}"
+    return {method: f"{folder}/{method}.nii.gz" for method in methods_for(cfg, shell, q_in)}
+
+
+def final_outputs(cfg: dict) -> list[str]:
+    """Targets of ``rule all``: summary, figures and every prediction (a deleted one is rebuilt by a rerun)."""
+    outputs = ["results/summary.tsv"]
+    outputs += [f"results/figures/{name}_vs_q_in.png" for name in VS_Q_IN_FIGURES]
+    outputs += ["results/figures/example_slices.png", "results/figures/fa_maps.png"]
+    if model_catalogue(cfg) and int(cfg["training"]["epochs"]) > 0:
+        outputs.append("results/figures/loss_curves.png")
+    outputs += per_prediction(cfg, "results/predictions/{subject}/b{shell}_q{q_in}/{method}.nii.gz")
+    return outputs

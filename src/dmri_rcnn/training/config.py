@@ -1,0 +1,157 @@
+"""One training configuration: every setting a trained model depends on, in one frozen object.
+
+:class:`TrainingConfig` is built from the workflow config's ``models``, ``training`` and ``sampling``
+sections (:meth:`TrainingConfig.from_config`) or directly in Python, and is what
+:func:`dmri_rcnn.training.train_model` takes. It imports neither TensorFlow nor Keras, so
+``workflow/rules/common.smk`` can build it while Snakemake reads the config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from dmri_rcnn.errors import InputError
+
+PathLike = str | os.PathLike
+
+#: Loss functions: the paper's MAE over every patch voxel, or MAE inside the brain mask only.
+LOSSES = ("mae", "mae_in_mask")
+#: Learning-rate schedules: the paper's constant rate, or cosine decay over the whole training.
+LR_SCHEDULES = ("constant", "cosine")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Settings of one model's training (architecture, data pipeline, optimiser, seed).
+
+    Every field except ``epochs`` is part of the resume fingerprint (:meth:`fingerprint`): a checkpoint
+    made with other values is not resumed. ``epochs`` may grow between runs to train longer.
+
+    Attributes
+    ----------
+    model_dim : 1 (pointwise) or 3 (the 3D RCNN).
+    shells : b-values (s/mm²) trained on: one shell, or several for a combined model.
+    q_in : context directions per example.
+    width : layer-width multiplier (1.0 = the paper's model).
+    min_filters : no layer narrower than this (1 = every layer follows ``width``).
+    epochs : total number of epochs (including those done before an interruption).
+    steps_per_epoch : cap on batches per epoch (the training data then repeat); None = one pass.
+    validation_steps : cap on validation batches (the same batches every epoch); None = all.
+    batch_size : examples per batch (the paper's code: 4).
+    q_out : target directions per example (the paper: 10).
+    learning_rate : Adam's (initial) learning rate.
+    shuffle_buffer : examples in the training data's shuffle buffer.
+    loss : ``"mae"`` (the paper: every voxel of the patch) or ``"mae_in_mask"`` (brain voxels only).
+    lr_schedule : ``"constant"`` (the paper) or ``"cosine"`` (decay over ``epochs * steps_per_epoch``
+        steps; needs ``steps_per_epoch``).
+    antipodal : draw context/target directions by the angle between axes (``v`` same as ``-v``) instead
+        of the original's signed arc distance.
+    seed : seeds Keras/NumPy/TF and the data pipeline.
+
+    Adding an option
+    ----------------
+    1. a field here, with the paper's value as its default (and a check in ``__post_init__`` if needed);
+    2. read it in :meth:`from_config` if it is not in the ``training`` section (those keys map by name);
+    3. the key with its default in ``workflow/schemas/config.schema.yaml`` and ``config/config.yaml``
+       (``tests/test_workflow_config.py`` checks that the two agree), described in ``config/README.md``;
+    4. use it where it acts (:func:`dmri_rcnn.training.build_model`, :mod:`dmri_rcnn.training.dataset`).
+    It is then in the fingerprint and in the rule's params (a change retrains the model) by itself.
+    A setting that does not change the trained weights (e.g. threads) belongs in the rule, not here.
+    """
+
+    model_dim: int
+    shells: tuple[int, ...]
+    q_in: int
+    width: float = 1.0
+    min_filters: int = 1
+    epochs: int = 10
+    steps_per_epoch: int | None = None
+    validation_steps: int | None = None
+    batch_size: int = 4
+    q_out: int = 10
+    learning_rate: float = 1e-3
+    shuffle_buffer: int = 10000
+    loss: str = "mae"
+    lr_schedule: str = "constant"
+    antipodal: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        # normalise types so that equal settings have equal fingerprints however they were given
+        object.__setattr__(self, "shells", tuple(int(s) for s in self.shells))
+        object.__setattr__(self, "width", float(self.width))
+        object.__setattr__(self, "learning_rate", float(self.learning_rate))
+        object.__setattr__(self, "antipodal", bool(self.antipodal))
+        if self.model_dim not in (1, 3):
+            raise InputError(f"model_dim is {self.model_dim}; expected 1 or 3")
+        if self.epochs < 1:
+            raise InputError(f"epochs is {self.epochs}; expected at least 1")
+        if self.loss not in LOSSES:
+            raise InputError(f"loss is {self.loss!r}; expected one of {', '.join(LOSSES)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise InputError(f"lr_schedule is {self.lr_schedule!r}; expected one of {', '.join(LR_SCHEDULES)}")
+
+    @classmethod
+    def from_config(cls, cfg: dict, model_spec: dict, seed: int) -> TrainingConfig:
+        """The configuration of one model of the workflow's catalogue.
+
+        Parameters
+        ----------
+        cfg : the workflow config (``models``, ``training`` and ``sampling`` sections are read).
+        model_spec : ``{"dim", "shells", "q_in"}`` from :func:`dmri_rcnn.study.design.model_catalogue`.
+        seed : the model's seed (:func:`dmri_rcnn.study.design.training_seed`).
+        """
+        names = {field.name for field in dataclasses.fields(cls)}
+        training = {key: value for key, value in cfg["training"].items() if key in names}
+        return cls(
+            model_dim=model_spec["dim"],
+            shells=tuple(model_spec["shells"]),
+            q_in=model_spec["q_in"],
+            width=cfg["models"].get("width", 1.0),
+            min_filters=cfg["models"].get("min_filters", 1),
+            antipodal=cfg.get("sampling", {}).get("antipodal", False),
+            seed=seed,
+            **training,
+        )
+
+    def to_dict(self) -> dict:
+        """Plain values (lists, numbers, strings): for JSON, Snakemake params and :meth:`from_dict`."""
+        values = dataclasses.asdict(self)
+        values["shells"] = list(self.shells)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainingConfig:
+        return cls(**values)
+
+    @property
+    def total_steps(self) -> int | None:
+        """Optimizer steps of the whole training (None without ``steps_per_epoch``)."""
+        return self.epochs * self.steps_per_epoch if self.steps_per_epoch else None
+
+    def fingerprint(self, train_records: Sequence[PathLike], validation_records: Sequence[PathLike]) -> dict:
+        """Everything a checkpoint depends on: the settings (but ``epochs``) and the records' content.
+
+        Records are identified by subject folder and file name (stable across working directories) and by
+        their size and SHA-256, so regenerated data never resumes a checkpoint trained on the old data.
+        """
+        settings = self.to_dict()
+        del settings["epochs"]
+        settings["train_records"] = [record_identity(p) for p in train_records]
+        settings["validation_records"] = [record_identity(p) for p in validation_records]
+        return settings
+
+
+def record_identity(path: PathLike, chunk_bytes: int = 8 << 20) -> str:
+    """``subject/file.tfrecord:<size>:<sha256 prefix>`` of one TFRecord file."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk_bytes):
+            digest.update(block)
+    return f"{path.parent.name}/{path.name}:{path.stat().st_size}:{digest.hexdigest()[:16]}"

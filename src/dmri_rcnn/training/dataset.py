@@ -1,0 +1,63 @@
+"""The training and validation datasets of one training run, from TFRecord files.
+
+Both use the original's pipeline (:class:`dmri_rcnn.core.processing.TrainingProcessor`: shell filter,
+direction subsets, per-shell scaling, 10³ patches). The training data are shuffled and, with
+``steps_per_epoch``, repeated; the validation data are the same batches every epoch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from dmri_rcnn.training.config import TrainingConfig
+
+PathLike = str | os.PathLike
+
+
+def data_seed(config: TrainingConfig, resumed_from: int) -> int:
+    """Seed of the training pipeline; reseeded at the resume point so resumed epochs do not replay the first batches."""
+    return config.seed + 1000 * resumed_from
+
+
+def build_datasets(
+    config: TrainingConfig,
+    train_records: Sequence[PathLike],
+    validation_records: Sequence[PathLike],
+    resumed_from: int = 0,
+    norm: bool = False,
+):
+    """``(train_data, validation_data)`` ``tf.data.Dataset`` s of ``((context, context_bvecs, target_bvecs), targets)``.
+
+    Parameters
+    ----------
+    config : the training configuration (shells, q_in, q_out, batch size, seed, sampler, loss).
+    train_records, validation_records : TFRecord files (``save_tfrecord_data`` schema).
+    resumed_from : completed epochs before this run (0 = a fresh training).
+    norm : divide each subject's shell by its 99th percentile in the mask instead of the shell's constant
+        (fine-tuning a model trained that way, the published ``all_norm``).
+
+    Returns
+    -------
+    Training batches (infinite when ``config.steps_per_epoch`` is set) and validation batches (at most
+    ``config.validation_steps``). With ``loss="mae_in_mask"`` the targets carry the brain mask as a last
+    slot, (B, q_out + 1, 10, 10, 10).
+    """
+    from dmri_rcnn.core.processing import TrainingProcessor
+
+    target_mask = config.loss == "mae_in_mask"
+    options = dict(q_out=config.q_out, antipodal=config.antipodal, target_mask=target_mask, norm=norm)
+    shells = list(config.shells)
+    processor = TrainingProcessor(shells, config.q_in, seed=data_seed(config, resumed_from), **options)
+    validation_processor = TrainingProcessor(shells, config.q_in, seed=config.seed, **options)
+    train_data = processor.load_data(
+        list(map(str, train_records)), batch_size=config.batch_size, buffer_size=config.shuffle_buffer
+    )
+    validation_data = validation_processor.load_data(
+        list(map(str, validation_records)), validation=True, batch_size=config.batch_size
+    )
+    if config.steps_per_epoch:
+        train_data = train_data.repeat()
+    if config.validation_steps:
+        validation_data = validation_data.take(config.validation_steps)
+    return train_data, validation_data

@@ -1,0 +1,266 @@
+"""Training of one dMRI-RCNN model: the compiled model, the loss, and the training run.
+
+:func:`train_model` builds a 1D or 3D model from a :class:`~dmri_rcnn.training.config.TrainingConfig`,
+feeds it the original's training pipeline (:mod:`dmri_rcnn.training.dataset`), and after every epoch
+commits a checkpoint (:mod:`dmri_rcnn.training.checkpoint`), so a run killed at any moment resumes, on
+the next call with the same configuration and records, from the last committed epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+from dmri_rcnn.core.model_spec import ModelSpec, read_model_spec, sidecar_path, write_model_spec
+from dmri_rcnn.errors import InputError
+from dmri_rcnn.training.checkpoint import (
+    epoch_checkpoint_callback,
+    new_state,
+    read_checkpoint_state,
+    restore_optimizer,
+    settings_fingerprint,
+    write_history,
+)
+from dmri_rcnn.training.config import LOSSES, LR_SCHEDULES, TrainingConfig, record_identity
+from dmri_rcnn.training.dataset import build_datasets
+from dmri_rcnn.utils import atomic_path
+
+PathLike = str | os.PathLike
+
+log = logging.getLogger(__name__)
+
+def configure_threads(threads: int) -> None:
+    """Limit TensorFlow to ``threads`` CPU threads (call before any TensorFlow work)."""
+    import tensorflow as tf
+
+    threads = max(1, int(threads))
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
+    except RuntimeError:  # already initialised: keep TensorFlow's choice
+        log.warning("TensorFlow already initialised; thread limit %d not applied", threads)
+
+
+def list_tfrecords(folders: Sequence[PathLike] | PathLike) -> list[Path]:
+    """All ``*.tfrecord`` files in the given folders (sorted, so the order is reproducible)."""
+    if isinstance(folders, (str, os.PathLike)):
+        folders = [folders]
+    records = []
+    for folder in folders:
+        found = sorted(Path(folder).glob("*.tfrecord"))
+        if not found:
+            raise InputError(f"{folder}: no .tfrecord files; expected the output of make_tfrecords")
+        records.extend(found)
+    return records
+
+
+#: With ``"cosine"``, the rate decays from ``learning_rate`` to this fraction of it at the last step.
+COSINE_FINAL_FRACTION = 0.02
+
+
+def masked_mean_absolute_error(y_true, y_pred):
+    """MAE over the brain voxels only.
+
+    Parameters
+    ----------
+    y_true : (B, q_out + 1, m, n, o): the target signal, then the patch's brain mask (1/0) as the last
+        slot (``TrainingProcessor(..., target_mask=True)``).
+    y_pred : (B, q_out, m, n, o) predicted signal.
+
+    Returns
+    -------
+    Scalar: mean of ``|y_true - y_pred|`` over every (example, direction, voxel) inside the mask
+    (0 for a batch without brain voxels).
+    """
+    import keras.ops as ops
+
+    target, mask = y_true[:, :-1], y_true[:, -1:]
+    weights = ops.broadcast_to(mask, ops.shape(target))
+    total = ops.sum(ops.abs(target - y_pred) * weights)
+    return total / ops.maximum(ops.sum(weights), 1.0)
+
+
+def build_model(
+    model_dim: int,
+    width: float = 1.0,
+    learning_rate: float = 1e-3,
+    loss: str = "mae",
+    lr_schedule: str = "constant",
+    total_steps: int | None = None,
+    min_filters: int = 1,
+):
+    """A freshly initialised, compiled 1D or 3D dMRI-RCNN (Adam).
+
+    ``loss`` is ``"mae"`` (the paper: every voxel of the patch) or ``"mae_in_mask"``
+    (:func:`masked_mean_absolute_error`, for targets carrying the mask slot). ``lr_schedule`` is
+    ``"constant"`` (the paper) or ``"cosine"``: the rate falls from ``learning_rate`` along a half cosine
+    to :data:`COSINE_FINAL_FRACTION` of it at ``total_steps`` (the schedule follows the optimizer's step
+    counter, so a resumed training continues where it stopped). ``width`` and ``min_filters`` size the
+    layers (see :func:`dmri_rcnn.core.model.get_3d_autoencoder`).
+    """
+    import keras
+
+    from dmri_rcnn.core.model import ARCHITECTURES, get_autoencoder
+
+    if model_dim not in ARCHITECTURES:
+        raise InputError(f"model_dim is {model_dim}; expected 1 or 3")
+    if loss not in LOSSES:
+        raise InputError(f"loss is {loss!r}; expected one of {', '.join(LOSSES)}")
+    if lr_schedule not in LR_SCHEDULES:
+        raise InputError(f"lr_schedule is {lr_schedule!r}; expected one of {', '.join(LR_SCHEDULES)}")
+    rate = learning_rate
+    if lr_schedule == "cosine":
+        if not total_steps or total_steps < 1:
+            raise InputError(
+                f"the cosine learning-rate schedule needs the total number of training steps; found {total_steps!r}"
+                " (set steps_per_epoch)"
+            )
+        rate = keras.optimizers.schedules.CosineDecay(learning_rate, int(total_steps), alpha=COSINE_FINAL_FRACTION)
+    model = get_autoencoder(model_dim, weights=None, width=width, min_filters=min_filters)
+    loss_function = masked_mean_absolute_error if loss == "mae_in_mask" else "mae"
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=rate), loss=loss_function)
+    return model
+
+
+def model_spec_of(config: TrainingConfig, scaling: str = "shell") -> ModelSpec:
+    """The description written beside the weights a training with ``config`` produces."""
+    return ModelSpec(model_dim=config.model_dim, q_in=config.q_in, shells=config.shells, width=config.width,
+                     min_filters=config.min_filters, scaling=scaling)
+
+
+def check_initial_weights(path: PathLike, wanted: ModelSpec) -> ModelSpec:
+    """The description of ``path``; InputError naming the first field where it differs from ``wanted``."""
+    if not Path(path).is_file():
+        raise InputError(f"initial weights {path}: file not found")
+    found = read_model_spec(path)
+    if found is None:
+        raise InputError(f"initial weights {path}: no description {sidecar_path(path)} beside it")
+    for field in ("model_dim", "width", "min_filters", "q_in", "shells", "lstm_size", "patch_shape"):
+        if getattr(found, field) != getattr(wanted, field):
+            raise InputError(
+                f"initial weights {path} do not fit: {field} is {getattr(found, field)} in {sidecar_path(path)}, "
+                f"the model to train has {getattr(wanted, field)}"
+            )
+    return found
+
+
+def train_model(
+    config: TrainingConfig,
+    train_records: Sequence[PathLike],
+    validation_records: Sequence[PathLike],
+    weights_path: PathLike,
+    history_path: PathLike,
+    loss_plot_path: PathLike | None,
+    checkpoint_dir: PathLike,
+    title: str = "",
+    callbacks: Sequence | None = None,
+    initial_weights: PathLike | None = None,
+) -> dict:
+    """Train one model; resume from ``checkpoint_dir`` if an interrupted run with the same settings left one.
+
+    Parameters
+    ----------
+    config : every setting of the training (:class:`TrainingConfig`).
+    train_records, validation_records : TFRecord files (``save_tfrecord_data`` schema).
+    weights_path : output ``.weights.h5`` with the best-validation weights; its description (architecture,
+        q_in, shells, scaling) goes to the sidecar ``*.weights.json`` beside it
+        (:func:`dmri_rcnn.core.model.load_trained_model` rebuilds the model from both).
+    history_path : output TSV, one row per epoch (:data:`HISTORY_COLUMNS`; ``run`` counts resumptions).
+    loss_plot_path : output PNG of the loss curves (or None).
+    checkpoint_dir : folder for the per-epoch checkpoint (:mod:`dmri_rcnn.training.checkpoint`); removed
+        after success. It is resumed only if ``config`` (but ``epochs``) and the records' content match.
+    title : the model's name, in the log and on the loss plot.
+    callbacks : extra Keras callbacks, run after the checkpoint callback each epoch.
+    initial_weights : fine-tune instead of training from scratch: a ``.weights.h5`` with its description
+        (the published weights imported by the workflow, or another run's ``best.weights.h5``); it must
+        describe this model (dimension, width, min_filters, q_in, shells). The history then starts with
+        epoch 0, the starting weights' validation loss (``loss`` empty); the best weights are chosen among
+        the trained epochs 1..``epochs``. Its content is part of the resume fingerprint.
+
+    Returns
+    -------
+    The final state: ``epoch``, ``best_epoch``, ``best_val_loss``, ``history`` (list of rows), ``settings``
+    (the fingerprinted settings), ``resumed_from``.
+    """
+    import keras
+
+    checkpoint_dir = Path(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    settings = config.fingerprint(train_records, validation_records)
+    start_spec = None
+    if initial_weights is not None:
+        start_spec = check_initial_weights(initial_weights, model_spec_of(config))
+        settings["initial_weights"] = record_identity(initial_weights)
+    fingerprint = settings_fingerprint(settings)
+    state = read_checkpoint_state(checkpoint_dir, fingerprint)
+    resumed_from = state["epoch"] if state else 0
+
+    keras.utils.set_random_seed(config.seed + resumed_from)
+    model = build_model(
+        config.model_dim,
+        config.width,
+        config.learning_rate,
+        config.loss,
+        config.lr_schedule,
+        config.total_steps,
+        config.min_filters,
+    )
+    if state:
+        model.optimizer.build(model.trainable_variables)  # so the weights file's optimizer slots load too
+        model.load_weights(checkpoint_dir / state["last_weights"])
+        restore_optimizer(model, checkpoint_dir / state["last_optimizer"])
+        state["run"] += 1
+        log.info("resuming %s from completed epoch %d (run %d)", title, resumed_from, state["run"])
+    else:
+        state = new_state(fingerprint, settings)
+        if initial_weights is not None:
+            from dmri_rcnn.core.weights import load_model_weights
+
+            load_model_weights(model, initial_weights, model_dim=config.model_dim)
+        log.info("training %s %s: %s", title, "from scratch" if initial_weights is None else
+                 f"from {initial_weights}", settings)
+
+    # A model trained with 99th-percentile scaling (the published all_norm) is fine-tuned with it too.
+    scaling = start_spec.scaling if start_spec is not None else "shell"
+    train_data, validation_data = build_datasets(
+        config, train_records, validation_records, resumed_from, norm=scaling == "percentile"
+    )
+    if initial_weights is not None and not state["history"]:
+        # Where fine-tuning starts: the checkpoint's own validation loss, as epoch 0.
+        start_loss = float(model.evaluate(validation_data, verbose=0, return_dict=True)["loss"])
+        state["history"] = [{"epoch": 0, "loss": float("nan"), "val_loss": start_loss, "seconds": 0.0, "run": 1}]
+        log.info("epoch 0 (the starting weights): val_loss %.5f", start_loss)
+    if resumed_from < config.epochs:
+        # Keras warns when it first learns the length of a finite validation set by exhausting it;
+        # that is expected here (the training data repeat whenever steps_per_epoch is set).
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        model.fit(
+            train_data,
+            epochs=config.epochs,
+            initial_epoch=resumed_from,
+            steps_per_epoch=config.steps_per_epoch,
+            validation_data=validation_data,
+            callbacks=[epoch_checkpoint_callback(checkpoint_dir, state), *(callbacks or [])],
+            shuffle=False,  # the pipeline shuffles, seeded
+            verbose=0,
+        )
+    if state["best_weights"] is None:
+        raise RuntimeError(f"training of {title} finished without a checkpoint in {checkpoint_dir}")
+
+    # The description first, the weights last: a weights file never appears without its sidecar.
+    write_model_spec(model_spec_of(config, scaling), weights_path)
+    with atomic_path(weights_path) as tmp:
+        shutil.copyfile(checkpoint_dir / state["best_weights"], tmp)
+    write_history(state["history"], history_path)
+    if loss_plot_path is not None:
+        from dmri_rcnn.plot import plot_training_history
+
+        plot_training_history({title or Path(weights_path).parent.name: history_path}, path=loss_plot_path)
+    log.info("best epoch %s (val_loss %s); weights in %s", state["best_epoch"], state["best_val_loss"], weights_path)
+    result = {**state, "resumed_from": resumed_from}
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return result

@@ -1,8 +1,0 @@
-"""Figure: MAE against q_in per shell and method (rule plot_error_vs_q_in)."""
-
-
-from dmri_rcnn.study.logs import log_to_file
-from dmri_rcnn.study.evaluation import plot_error_vs_q_in
-
-log_to_file(snakemake.log[0])
-plot_error_vs_q_in(snakemake.input[0], snakemake.output[0])
