@@ -212,7 +212,7 @@ def test_paper_published_config_evaluates_the_published_weights_without_training
     # 5 settings x (1D, 3D) + the combined 3D model, each imported once
     assert counts["import_published_weights"] == 11
     assert counts["infer"] == len(paper["subjects"]["test"]) * (5 * 2 + 3)
-    assert counts["sh_baseline"] == len(paper["subjects"]["test"]) * 5 * 2
+    assert counts["predict_sh_baseline"] == len(paper["subjects"]["test"]) * 5 * 2
     assert not list(tmp_path.glob("resources/**/*.nii.gz")) and not list(tmp_path.glob("resources/**/*.h5"))
 
 

@@ -8,3 +8,14 @@ class InputError(ValueError):
     ``bvec_in.txt has 3 rows and 7 columns; q_in must be one of 6, 10, 30``. Command-line tools print
     it to stderr without a traceback and exit non-zero.
     """
+
+
+class ConfigError(ValueError):
+    """A workflow config value the schema accepts but the study cannot use; ``str()`` names the key.
+
+    ``invalid config: models.width: the published weights are full width (1.0); models.width is 0.25``.
+    """
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"invalid config: {key}: {message}")
+        self.key = key

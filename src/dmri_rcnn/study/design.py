@@ -23,6 +23,7 @@ from collections.abc import Iterable
 
 from dmri_rcnn.core.processing.scaling import SHELL_SCALE
 from dmri_rcnn.core.weights import PUBLISHED_Q_IN
+from dmri_rcnn.errors import ConfigError  # noqa: F401  (common.smk catches design.ConfigError)
 
 #: Shells with per-shell scale constants and published weights (s/mm²).
 KNOWN_SHELLS: tuple[int, ...] = tuple(SHELL_SCALE)
@@ -55,14 +56,6 @@ VS_Q_IN_FIGURES = {
 }
 
 SUBJECT_GROUPS = ("train", "validation", "test")
-
-
-class ConfigError(ValueError):
-    """A config value the schema accepts but the study cannot use; ``str()`` names the key."""
-
-    def __init__(self, key: str, message: str):
-        super().__init__(f"invalid config: {key}: {message}")
-        self.key = key
 
 
 def _one_of(values: Iterable[int]) -> str:

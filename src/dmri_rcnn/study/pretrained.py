@@ -14,8 +14,7 @@ import os
 from pathlib import Path
 
 from dmri_rcnn.core.model_spec import COMBINED_SHELLS, ModelSpec, published_model_spec, read_model_spec, sidecar_path
-from dmri_rcnn.errors import InputError
-from dmri_rcnn.study.design import ConfigError
+from dmri_rcnn.errors import ConfigError, InputError
 
 PathLike = str | os.PathLike
 
