@@ -100,3 +100,11 @@ def test_checkpoint_keys_number_blocks_in_creation_order():
     assert keys[0] == ("encoder", "init", "layer_with_weights-0/layer_with_weights-0")
     assert ("encoder", "conv_lstm", "layer_with_weights-0/layer_with_weights-9") in keys
     assert keys[-1] == ("decoder", "dc4", "layer_with_weights-1/layer_with_weights-9")
+
+
+@pytest.mark.parametrize("dim", [1, 3])
+@pytest.mark.parametrize("width", [0.05, 0.25])
+def test_stored_array_count_is_that_of_the_built_model(dim, width):
+    from dmri_rcnn.core.model import get_autoencoder
+
+    assert ARCHITECTURES[dim].stored_array_count() == len(get_autoencoder(dim, width=width).weights)

@@ -24,12 +24,27 @@ def test_flop_table_matches_the_published_and_built_models(model_dim):
     assert get_autoencoder(model_dim).count_params() == flops.parameter_count(model_dim)
 
 
-def test_flop_count_of_the_reference_case():
-    # 20³ fully masked = 8 patches, 6 -> 84 directions: the issue's "~5 TFLOP" for the 3D model.
+def _macs_per_voxel_of_built_model(part) -> int:
+    """Multiply-accumulates per voxel and q-step, read off the Keras model's own kernels.
+
+    Every kernel (convolutions: (k, k, k, c_in, c_out); the ConvLSTM's input and recurrent kernels) does
+    one multiply-add per weight and voxel; biases and normalisations are not counted, as in ``flops``.
+    """
+    return sum(int(np.prod(w.shape)) for w in part.weights if w.path.split("/")[-1] in ("kernel", "recurrent_kernel"))
+
+
+@pytest.mark.parametrize("model_dim", [3, 1])
+def test_flop_count_is_the_built_models(model_dim):
+    from dmri_rcnn.core.model import get_autoencoder
+
+    model = get_autoencoder(model_dim)
+    encoder = _macs_per_voxel_of_built_model(model.get_layer("encoder"))
+    decoder = _macs_per_voxel_of_built_model(model.get_layer("decoder"))
+    assert flops.encoder_flops_per_step(model_dim) == 2 * 1000 * encoder
+    assert flops.decoder_flops_per_step(model_dim) == 2 * 1000 * decoder
+    # 20³ fully masked = 8 patches of 10³, predicting 84 directions from 6 (the README's reference case)
     assert flops.patches_touching(np.ones((20, 20, 20))) == 8
-    assert flops.model_flops(3, 8, 6, 84) == pytest.approx(5.2956e12, rel=1e-4)
-    # One 3D decoder step: 2 · 1000 voxels · Σ k³·c_in·c_out over the decoder's convolutions.
-    assert flops.decoder_flops_per_step(3) == 2 * 1000 * 3_719_184
+    assert flops.model_flops(model_dim, 8, 6, 84) == 8 * 2 * 1000 * (6 * encoder + 84 * decoder)
 
 
 def test_patches_touching_uses_central_padding():

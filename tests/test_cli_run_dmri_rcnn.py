@@ -14,6 +14,7 @@ import pytest
 from dmri_rcnn.cli.run_dmri_rcnn import build_parser, main
 from dmri_rcnn.core.model import get_1d_autoencoder, get_3d_autoencoder
 from dmri_rcnn.core.weights import save_original_checkpoint
+from dmri_rcnn.errors import EXIT_BAD_INPUT
 
 AFFINE = np.array([[-1.25, 0, 0, 30.0], [0, 1.25, 0, -20.0], [0, 0, 1.25, 5.0], [0, 0, 0, 1]])
 
@@ -231,7 +232,7 @@ def test_missing_input_file(tmp_path, capsys):
     _expect_error(capsys, _argv(paths, out), f"-mask {paths['mask']}: file not found", out)
 
 
-@pytest.mark.parametrize("where", ["missing-folder", "is-directory", "not-nifti-name", "parent-is-file"])
+@pytest.mark.parametrize("where", ["missing-folder", "is-directory", "not-nifti-name", "parent-is-file", "read-only"])
 def test_unwritable_output(tmp_path, capsys, where):
     paths = write_subject(tmp_path / "in")
     if where == "missing-folder":
@@ -240,13 +241,15 @@ def test_unwritable_output(tmp_path, capsys, where):
         out, match = tmp_path / "out.nii.gz", "is a directory"
         out.mkdir()
     elif where == "not-nifti-name":
-        out, match = tmp_path / "out.txt", "expected a .nii or .nii.gz file name"
+        out, match = tmp_path / "out.txt", "expected a file name ending in .nii or .nii.gz"
+    elif where == "read-only":  # /proc refuses new files even to root, unlike a chmod-ed folder
+        out, match = Path("/proc/dmri_rcnn_out.nii.gz"), "cannot write in folder /proc"
     else:
         (tmp_path / "afile").write_text("x")
-        out, match = tmp_path / "afile" / "out.nii.gz", "does not exist"
+        out, match = tmp_path / "afile" / "out.nii.gz", f"{tmp_path / 'afile'} is a file, not a folder"
     code = main(_argv(paths, out))
     err = capsys.readouterr().err
-    assert code != 0 and err.count("\n") == 1 and match in err and "Traceback" not in err
+    assert code == EXIT_BAD_INPUT and err.count("\n") == 1 and match in err and "Traceback" not in err
     assert not out.is_file()
 
 

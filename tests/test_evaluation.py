@@ -16,7 +16,7 @@ from dipy.core.sphere import Sphere
 from dipy.reconst import shm
 
 from dmri_rcnn.cli import sh_baseline as sh_cli
-from dmri_rcnn.errors import InputError
+from dmri_rcnn.errors import EXIT_BAD_INPUT, InputError
 from dmri_rcnn.evaluation import (
     DTIMaps,
     axis_angle_deg,
@@ -88,42 +88,56 @@ def test_ssim_of_constant_images_is_the_luminance_term():
     assert ssim == pytest.approx([(2 * alpha * beta + c1) / (alpha**2 + beta**2 + c1)])
 
 
-def test_ssim_uniform_window_matches_a_direct_loop_in_the_interior():
-    rng = np.random.default_rng(1)
-    x = rng.uniform(0, 1, size=(6, 6, 6, 2))
-    y = x + rng.normal(scale=0.2, size=x.shape)
-    mask = np.ones((6, 6, 6), bool)
-    value_range = 1.0
+def _ssim_by_direct_loop(pred, ref, mask, value_range, weights):
+    """Independent SSIM: for every voxel, weighted statistics of its mirrored neighbourhood, one by one.
+
+    Written from Wang et al. (2004) without scipy filters: ``weights`` is the (w, w, w) window (summing to
+    1); borders mirror the image with the edge voxel repeated (scipy's "reflect" == NumPy's "symmetric");
+    images are zeroed outside the mask; the map is averaged over masked voxels.
+    """
+    radius = weights.shape[0] // 2
     c1, c2 = (0.01 * value_range) ** 2, (0.03 * value_range) ** 2
-    # Direct formula over 3x3x3 neighbourhoods; the comparison keeps only voxels whose window fits inside.
-    inner = np.zeros((2,) + (4, 4, 4))
-    for v in range(2):
-        for i, j, k in np.ndindex(4, 4, 4):
-            a = x[i : i + 3, j : j + 3, k : k + 3, v].ravel()
-            b = y[i : i + 3, j : j + 3, k : k + 3, v].ravel()
-            cov = np.mean(a * b) - a.mean() * b.mean()
-            inner[v, i, j, k] = ((2 * a.mean() * b.mean() + c1) * (2 * cov + c2)) / (
-                (a.mean() ** 2 + b.mean() ** 2 + c1) * (a.var() + b.var() + c2)
-            )
-    interior = np.zeros((6, 6, 6), bool)
-    interior[1:-1, 1:-1, 1:-1] = True
-    ours = ssim_per_volume(y, x, interior, value_range, window="uniform", size=3)
-    # The mask zeroes the border ring, so recompute on an all-true mask and average the interior directly.
-    ours_full = ssim_per_volume(y, x, mask, value_range, window="uniform", size=3)
-    assert ours_full.shape == (2,)
-    assert ours.shape == (2,)
-    from scipy import ndimage
+    result = []
+    for volume in range(ref.shape[3]):
+        x = np.pad(np.where(mask, ref[..., volume], 0.0), radius, mode="symmetric")
+        y = np.pad(np.where(mask, pred[..., volume], 0.0), radius, mode="symmetric")
+        values = []
+        for i, j, k in zip(*np.nonzero(mask)):
+            a = x[i : i + 2 * radius + 1, j : j + 2 * radius + 1, k : k + 2 * radius + 1]
+            b = y[i : i + 2 * radius + 1, j : j + 2 * radius + 1, k : k + 2 * radius + 1]
+            mean_a, mean_b = np.sum(weights * a), np.sum(weights * b)
+            var_a = np.sum(weights * (a - mean_a) ** 2)
+            var_b = np.sum(weights * (b - mean_b) ** 2)
+            cov = np.sum(weights * (a - mean_a) * (b - mean_b))
+            values.append(((2 * mean_a * mean_b + c1) * (2 * cov + c2)) / ((mean_a**2 + mean_b**2 + c1) * (var_a + var_b + c2)))
+        result.append(np.mean(values))
+    return np.array(result)
 
-    def local_mean(image):
-        return ndimage.uniform_filter(image, size=(3, 3, 3, 1), mode="reflect")
 
-    mu_x, mu_y = local_mean(x), local_mean(y)
-    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * (local_mean(x * y) - mu_x * mu_y) + c2)) / (
-        (mu_x**2 + mu_y**2 + c1) * (local_mean(x * x) - mu_x**2 + local_mean(y * y) - mu_y**2 + c2)
-    )
-    np.testing.assert_allclose(ssim_map[1:-1, 1:-1, 1:-1].transpose(3, 0, 1, 2), inner, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(ours_full, ssim_map.reshape(-1, 2).mean(axis=0), rtol=1e-12)
-    assert np.all(ours_full < 1.0)
+@pytest.mark.parametrize("window", ["uniform", "gaussian"])
+@pytest.mark.parametrize("masked", [False, True])
+def test_ssim_matches_an_independent_direct_loop(window, masked):
+    rng = np.random.default_rng(1)
+    shape = (8, 7, 6)
+    ref = rng.uniform(100, 1000, size=shape + (2,))
+    pred = ref + rng.normal(scale=150, size=ref.shape)
+    mask = np.ones(shape, bool)
+    if masked:  # an irregular mask: the zeroing outside it must enter the windows of voxels near its edge
+        mask = rng.uniform(size=shape) > 0.35
+    value_range = float(ref[mask].max() - ref[mask].min())
+    if window == "uniform":
+        weights = np.full((3, 3, 3), 1 / 27)
+        ours = ssim_per_volume(pred, ref, mask, window="uniform", size=3)
+    else:
+        radius = int(3.5 * 1.5 + 0.5)  # the Gaussian truncated at 3.5 sigma, sigma 1.5 voxels
+        t = np.arange(-radius, radius + 1)
+        g = np.exp(-(t**2) / (2 * 1.5**2))
+        weights = g[:, None, None] * g[None, :, None] * g[None, None, :]
+        weights /= weights.sum()
+        ours = ssim_per_volume(pred, ref, mask)
+    expected = _ssim_by_direct_loop(pred, ref, mask, value_range, weights)
+    np.testing.assert_allclose(ours, expected, rtol=1e-9)
+    assert np.all(expected < 0.99)  # the noise really lowers SSIM: the comparison is not between ones
 
 
 def test_normalise_by_b0_divides_and_excludes_nonpositive_b0():
@@ -199,8 +213,12 @@ def test_sh_baseline_rejects_bad_settings():
         sh_interpolate(np.ones((2, 6)), bvecs, bvecs, basis="mrtrix")
     with pytest.raises(InputError, match="5 volumes"):
         sh_interpolate(np.ones((2, 5)), bvecs, bvecs)
-    with pytest.raises(InputError, match="context bvecs: expected unit b-vectors; column 0 has length 2"):
+    with pytest.raises(InputError, match="context bvecs: column 1 of 6 has length 2"):
         sh_interpolate(np.ones((2, 6)), 2 * bvecs, bvecs)
+    # issue 11 case 4: 15 coefficients from 6 directions without smoothing is underdetermined
+    with pytest.raises(InputError, match="SH order 4 has 15 coefficients but there are only 6 context directions"):
+        sh_interpolate(np.ones((2, 6)), bvecs, bvecs, sh_order=4)
+    assert np.isfinite(sh_interpolate(np.ones((2, 6)), bvecs, bvecs, sh_order=4, smooth=0.01)).all()
 
 
 def test_sh_selection_picks_the_true_order_on_a_band_limited_signal():
@@ -209,7 +227,9 @@ def test_sh_selection_picks_the_true_order_on_a_band_limited_signal():
     selection = select_sh_parameters(band_limited_signal(coefficients, context_bvecs), context_bvecs, orders=(2, 4, 6))
     assert (selection.sh_order, selection.smooth) == (4, 0.0)
     assert selection.error < 1e-6
-    assert len(selection.table) == 3 * 10
+    # order 6 (28 coefficients) without smoothing is underdetermined by 24 directions: not a candidate
+    assert len(selection.table) == 3 * 10 - 1
+    assert (6, 0.0) not in [(order, smooth) for order, smooth, _ in selection.table]
     assert all(row[2] >= selection.error for row in selection.table)
 
 
@@ -376,9 +396,9 @@ def test_summary_table_columns_means_and_sds_match_pandas():
         ]
     )
     summary = summarise_metrics(rows)
+    metrics = ["mae", "rmse", "fa_mae", "md_mae", "pdd_angle_deg", "mae_wm"]
     assert list(summary.columns) == [
-        "method", "shell", "q_in", "n_subjects", "mae", "mae_sd", "rmse", "rmse_sd", "fa_mae", "fa_mae_sd",
-        "md_mae", "md_mae_sd", "pdd_angle_deg", "pdd_angle_deg_sd", "mae_wm", "mae_wm_sd",
+        "method", "shell", "q_in", "n_subjects", *[f"{m}{suffix}" for m in metrics for suffix in ("", "_sd", "_n")]
     ]
     assert len(summary) == 4 * 2 * 2
     assert summary["method"].tolist()[::4] == ["SH_original", "SH", "1D", "3D"]
@@ -459,10 +479,10 @@ def test_sh_cli_default_is_the_original_order_2_and_auto_selects(sh_inputs, caps
         ({"-dmri_in": "missing.nii.gz"}, "-dmri_in: .*missing.nii.gz: NIfTI file not found"),
         ({"-bvec_in": "tgt.bvec"}, "-dmri_in: .*one volume per -bvec_in direction \\(30 in .*tgt.bvec\\), found 20"),
         ({"-bvec_out": "bad.bvec"}, "-bvec_out: .*bad.bvec: expected b-vectors as 3 rows"),
-        ({"-bvec_in": "long.bvec"}, "-bvec_in: .*long.bvec: expected unit b-vectors; column [0-9]+ has length 2"),
+        ({"-bvec_in": "long.bvec"}, "-bvec_in: .*long.bvec: column [0-9]+ of 20 has length 2"),
         ({"-sh_order": "3"}, "-sh_order: expected an even integer >= 0 or 'auto', found 3"),
         ({"-smooth": "-1"}, "-smooth: expected a value >= 0, found -1"),
-        ({"-dmri_out": "pred.txt"}, "-dmri_out: .*pred.txt: expected a path ending in .nii or .nii.gz"),
+        ({"-dmri_out": "pred.txt"}, "-dmri_out .*pred.txt: expected a file name ending in .nii or .nii.gz"),
         ({"-mask": "ctx.bvec"}, "-mask: .*ctx.bvec: expected a NIfTI image"),
     ],
 )
@@ -474,7 +494,7 @@ def test_sh_cli_bad_input_gives_one_line_and_no_output(sh_inputs, capsys, change
     args.update(change)
     argv = [item for flag, value in args.items() for item in (flag, value if flag in ("-sh_order", "-smooth") else str(folder / value))]
     before = set(os.listdir(folder))
-    assert sh_cli.main(argv) == 1
+    assert sh_cli.main(argv) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert __import__("re").search(message, err), err
@@ -488,6 +508,6 @@ def test_sh_cli_process_reports_bad_input_without_traceback(sh_inputs):
          str(folder / "tgt.bvec"), "-bvec_out", str(folder / "tgt.bvec"), "-dmri_out", str(folder / "x.nii.gz")],
         capture_output=True, text=True, timeout=120,
     )
-    assert proc.returncode == 1
+    assert proc.returncode == EXIT_BAD_INPUT
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
     assert not (folder / "x.nii.gz").exists()

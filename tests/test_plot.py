@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from dmri_rcnn.cli import plot as plot_cli
-from dmri_rcnn.errors import InputError
+from dmri_rcnn.errors import EXIT_BAD_INPUT, InputError
 from dmri_rcnn.plot import (
     plot_comparison_slices,
     plot_error_vs_q_in,
@@ -149,9 +149,9 @@ def test_plot_cli_several_inputs_with_labels(scans):
         (["-dmri_in", "nothere.nii.gz"], "-dmri_in: .*nothere.nii.gz: NIfTI file not found"),
         (["-volume", "3"], "-volume: expected an index in 0..2"),
         (["-slice", "7"], "-slice: expected an index in 0..6 along axis 2, found 7"),
-        (["-out", "cmp.jpg"], "-out: .*cmp.jpg: expected a path ending in .png"),
+        (["-out", "cmp.jpg"], "-out .*cmp.jpg: expected a file name ending in .png"),
         (["-labels", "a", "b"], "-labels: expected one name per -dmri_in file \\(1\\), found 2"),
-        (["-mask", "reference.nii.gz"], "-mask: .*reference.nii.gz: expected shape \\(9, 8, 7\\), found \\(9, 8, 7, 3\\)"),
+        (["-mask", "reference.nii.gz"], "-mask: .*reference.nii.gz: expected a 3D image \\(i, j, k\\), found shape \\(9, 8, 7, 3\\)"),
     ],
 )
 def test_plot_cli_bad_input_gives_one_line_and_no_output(scans, capsys, extra, message):
@@ -170,7 +170,7 @@ def test_plot_cli_bad_input_gives_one_line_and_no_output(scans, capsys, extra, m
     for flag, values in args.items():
         argv += [flag, *[str(scans / v) if flag in path_flags else v for v in values]]
     before = set(os.listdir(scans))
-    assert plot_cli.main(argv) == 1
+    assert plot_cli.main(argv) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert re.search(message, err), err

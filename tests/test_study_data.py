@@ -36,25 +36,51 @@ def cropped(subject_dir, tmp_path_factory):
     return out, out_dir / "box.json", shape
 
 
-def test_crop_keeps_every_volume_and_the_world_position(subject_dir, cropped):
-    out, box_path, shape = cropped
-    original = nib.load(subject_dir / "data.nii.gz")
-    image = nib.load(out["dmri"])
-    assert image.shape == tuple(shape) + (original.shape[3],)
+#: Empty border added around the simulated head: (before, after) voxels along i, j, k.
+BORDER = ((3, 1), (0, 4), (2, 2))
+
+
+def test_crop_keeps_every_volume_and_the_world_position(subject_dir, tmp_path):
+    """A head inside an empty border on an oblique grid: the crop must drop the border, nothing else."""
+    angle = np.radians(20)
+    oblique = np.array([[1.5 * np.cos(angle), -1.5 * np.sin(angle), 0, -40.0],
+                        [1.5 * np.sin(angle), 1.5 * np.cos(angle), 0, 12.0],
+                        [0, 0, 2.0, -7.0], [0, 0, 0, 1]])
+    padded = {}
+    for name in ("data.nii.gz", "nodif_brain_mask.nii.gz", "tissue.nii.gz"):
+        data = np.asarray(nib.load(subject_dir / name).dataobj)
+        data = np.pad(data, BORDER + ((0, 0),) * (data.ndim - 3))
+        padded[name] = tmp_path / name
+        nib.save(nib.Nifti1Image(data, oblique), padded[name])
+    original = nib.load(padded["data.nii.gz"])
+    out = {key: tmp_path / f"crop_{key}" for key in ("bvals", "bvecs")}
+    out.update(dmri=tmp_path / "crop.nii.gz", mask=tmp_path / "crop_mask.nii.gz")
+    box_path = tmp_path / "box.json"
+    shape = crop_subject(padded["data.nii.gz"], subject_dir / "bvals", subject_dir / "bvecs",
+                         padded["nodif_brain_mask.nii.gz"], out, box_path)
     box = json.loads(box_path.read_text())
     start = np.array(box["start"])
-    # voxel (0, 0, 0) of the crop is voxel `start` of the original, in world coordinates too
-    np.testing.assert_allclose(image.affine[:3, 3], (original.affine @ np.append(start, 1))[:3])
-    np.testing.assert_allclose(
-        image.get_fdata()[1, 2, 3], original.get_fdata()[start[0] + 1, start[1] + 2, start[2] + 3], rtol=1e-6
-    )
+    # the simulated head fills its own grid, so the crop is exactly that grid: the border is gone
+    head_shape = nib.load(subject_dir / "data.nii.gz").shape
+    assert tuple(shape) == head_shape[:3]
+    np.testing.assert_array_equal(start, [before for before, _ in BORDER])
+    image = nib.load(out["dmri"])
+    assert image.shape == head_shape
+    # every voxel of the crop sits where it sat in the uncropped scan, in world coordinates
+    corners = np.array([[0, 0, 0], [shape[0] - 1, 0, 2], [1, shape[1] - 1, shape[2] - 1]])
+    for voxel in corners:
+        world_crop = image.affine @ np.append(voxel, 1)
+        world_original = original.affine @ np.append(voxel + start, 1)
+        np.testing.assert_allclose(world_crop, world_original, atol=1e-6)
+        np.testing.assert_allclose(image.get_fdata()[tuple(voxel)], original.get_fdata()[tuple(voxel + start)], rtol=1e-6)
+    np.testing.assert_allclose(image.get_fdata(), nib.load(subject_dir / "data.nii.gz").get_fdata(), rtol=1e-6)
     # a truth map cropped with the same box lines up with the cropped mask
-    tissue_out = box_path.parent / "tissue.nii.gz"
-    crop_like(subject_dir / "tissue.nii.gz", box_path, tissue_out)
+    tissue_out = tmp_path / "crop_tissue.nii.gz"
+    crop_like(padded["tissue.nii.gz"], box_path, tissue_out)
     tissue = io.load_nifti(tissue_out, dtype=np.uint8)
-    mask = io.load_nifti(out["mask"], dtype=np.uint8)
+    mask = io.load_mask(out["mask"])
     assert tissue.shape == mask.shape
-    np.testing.assert_array_equal(tissue > 0, mask > 0)
+    np.testing.assert_array_equal(tissue > 0, mask)
 
 
 def test_crop_rejects_mismatched_bvals(subject_dir, tmp_path):

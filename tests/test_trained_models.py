@@ -201,15 +201,17 @@ def test_weights_that_do_not_fit_their_description_name_expected_and_found(train
         load_trained_model(copy)
     message = str(err.value)
     assert "\n" not in message
-    assert "init_conv/kernel needs shape (1, 1, 1, 4, 20), the file holds (1, 1, 1, 4, 10)" in message
-    assert "1D model, width 0.1" in message and "copy.weights.json" in message
+    assert "expected the 1D model of this width (57 arrays, 14,158 parameters)" in message
+    assert "found a 1D model of another width (57 arrays, 7,054 parameters)" in message
+    assert "1D model, width 0.1, min_filters 2" in message and "described by " in message
+    assert "copy.weights.json" in message
 
     # Without a description the command assumes a full-width model and says so.
     sidecar_path(copy).unlink()
     paths = write_context(tmp_path / "subject")
     out = tmp_path / "inferred.nii.gz"
     line = one_line_error(capsys, argv(paths, out, "--weights", str(copy), "-m", "1"), out)
-    assert "needs shape (1, 1, 1, 4, 200), the file holds (1, 1, 1, 4, 10)" in line
+    assert "expected the 1D model of this width" in line and "found a 1D model of another width" in line
     assert "copy.weights.json (the model's description) is missing" in line
 
 

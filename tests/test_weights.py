@@ -21,7 +21,7 @@ from dmri_rcnn.core.weights import (
     save_original_checkpoint,
     weights_dir,
 )
-from dmri_rcnn.errors import InputError
+from dmri_rcnn.errors import EXIT_BAD_INPUT, InputError
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -176,7 +176,7 @@ def test_download_all_weights_command(tmp_path, serve, capsys):
 def test_download_all_weights_reports_failure(tmp_path, serve, capsys):
     (tmp_path / "empty").mkdir()
     serve(tmp_path / "empty")
-    assert download_all_weights.main(["--no-progress"]) == 1
+    assert download_all_weights.main(["--no-progress"]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert err.startswith("dmri_rcnn_download_all_weights.py: error: 1D b1000 q_in=6") and err.count("\n") == 1
 
@@ -212,5 +212,5 @@ def test_own_weights_h5_roundtrip_and_errors(tmp_path, model_1d):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     with pytest.raises(InputError, match="weights file not found"):
         get_1d_autoencoder(str(tmp_path / "missing.weights.h5"))
-    with pytest.raises(InputError, match="does not fit the 3D model"):
+    with pytest.raises(InputError, match="weights of another architecture: expected the 3D model"):
         get_3d_autoencoder(str(path))

@@ -19,3 +19,13 @@ class ConfigError(ValueError):
     def __init__(self, key: str, message: str):
         super().__init__(f"invalid config: {key}: {message}")
         self.key = key
+
+
+#: Exit status of every command-line tool of the package (documented in the README's error section).
+EXIT_OK = 0
+#: An internal error (a bug): Python's own status for an uncaught exception, with its traceback.
+EXIT_INTERNAL_ERROR = 1
+#: Bad input: a file, flag or output location that cannot be used; one line on stderr, nothing written.
+EXIT_BAD_INPUT = 2
+#: Interrupted by Ctrl-C (SIGINT): one line on stderr, nothing written (128 + SIGINT, the shell convention).
+EXIT_INTERRUPTED = 130

@@ -7,8 +7,10 @@ rule evaluate:
         prediction="results/predictions/{subject}/b{shell}_q{q_in}/{method}.nii.gz",
         targets="results/context/{subject}/b{shell}_q{q_in}/targets.nii.gz",
         target_bvecs="results/context/{subject}/b{shell}_q{q_in}/targets.bvec",
+        target_bvals="results/context/{subject}/b{shell}_q{q_in}/targets.bval",
         context="results/context/{subject}/b{shell}_q{q_in}/context.nii.gz",
         context_bvecs="results/context/{subject}/b{shell}_q{q_in}/context.bvec",
+        context_bvals="results/context/{subject}/b{shell}_q{q_in}/context.bval",
         b0="results/context/{subject}/b{shell}_q{q_in}/b0.nii.gz",
         mask="results/preprocessed/{subject}/nodif_brain_mask.nii.gz",
     output:

@@ -7,16 +7,17 @@ from, so the one-line message says which argument to fix.
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
+from dmri_rcnn.cli._command import check_output, note, run_command
 from dmri_rcnn.core import io
 from dmri_rcnn.errors import InputError
+
+__all__ = ["check_output", "load_bvecs", "load_image", "load_mask", "run_cli", "save_image"]
 
 
 @contextmanager
@@ -35,33 +36,32 @@ def load_image(path: str | os.PathLike, what: str) -> tuple[np.ndarray, nib.spat
     return data, image
 
 
+def load_mask(
+    path: str | os.PathLike, what: str, like: nib.spatialimages.SpatialImage, shape, prog: str
+) -> np.ndarray:
+    """Load a brain mask (value > 0 inside) of spatial ``shape``; warn if its affine differs from ``like``'s."""
+    with _flag(what):
+        mask = io.load_mask(path, shape)
+        affine = io.load_nifti_image(path).affine
+    if not mask.any():
+        raise InputError(f"{what}: {path}: expected at least one voxel inside, found an empty mask")
+    warning = io.affine_mismatch(affine, like.affine)
+    if warning:
+        note(prog, f"warning: {what} {path}: {warning}")
+    return mask
+
+
 def save_image(data: np.ndarray, like: nib.spatialimages.SpatialImage, path: str | os.PathLike) -> None:
     """Write float32 ``data`` with the affine and header of ``like`` to ``path`` atomically."""
     io.save_nifti(np.asarray(data, dtype=np.float32), like.affine, path, header=like.header)
 
 
 def load_bvecs(path: str | os.PathLike, what: str) -> np.ndarray:
-    """Read an FSL b-vector file as a ``(3, N)`` float64 array of unit vectors."""
-    from dmri_rcnn.evaluation.sh_baseline import as_bvec_rows
-
+    """Read an FSL b-vector file as a ``(3, N)`` float64 array of unit vectors (no b0 columns)."""
     with _flag(what):
-        return as_bvec_rows(io.load_bvec(path, dtype=np.float64), str(path))
+        return io.load_bvec(path, dtype=np.float64, allow_b0=False)
 
 
-def check_output(path: str | os.PathLike, what: str, suffixes: Sequence[str]) -> Path:
-    """Check an output path's extension and that it is not a directory."""
-    file = Path(path)
-    if not any(file.name.endswith(suffix) for suffix in suffixes):
-        raise InputError(f"{what}: {file}: expected a path ending in {' or '.join(suffixes)}")
-    if file.is_dir():
-        raise InputError(f"{what}: {file}: expected a file path, found a directory")
-    return file
-
-
-def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None, prog: str) -> int:
-    """Run ``main``; print an ``InputError`` as one line on stderr and return 1 instead of a traceback."""
-    try:
-        return main(argv)
-    except InputError as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return 1
+def run_cli(main, argv, prog: str) -> int:
+    """Run a command's ``main`` under the package's exit-status convention (see :func:`run_command`)."""
+    return run_command(main, argv, prog)

@@ -10,7 +10,7 @@ from dmri_rcnn.errors import InputError
 PROG = "dmri_rcnn_download_all_weights.py"
 
 
-def main(argv: list[str] | None = None) -> int:
+def download_all(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Download all published dMRI-RCNN weights (1D and 3D, every shell and q_in) into "
@@ -26,10 +26,16 @@ def main(argv: list[str] | None = None) -> int:
         try:
             prefix = get_weights(model_dim, shell, q_in, progress=args.progress)
         except InputError as err:
-            print(f"{PROG}: error: {label}: {err}", file=sys.stderr)
-            return 1
+            raise InputError(f"{label}: {err}") from None
         print(f"{label}: {prefix}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point; returns the exit status (0 success, 2 failed download, 130 interrupted)."""
+    from dmri_rcnn.cli._command import run_command
+
+    return run_command(download_all, argv, PROG)
 
 
 if __name__ == "__main__":

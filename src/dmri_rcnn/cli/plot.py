@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dmri_rcnn.cli._evaluation_io import check_output, load_image, run_cli
+from dmri_rcnn.cli._evaluation_io import check_output, load_image, load_mask, run_cli
 from dmri_rcnn.errors import InputError
 from dmri_rcnn.plot import plot_comparison_slices
 
@@ -57,13 +57,14 @@ def _label(path: str) -> str:
 
 def main_unchecked(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    output = check_output(args.out, "-out", (".png",))
+    inputs = {"-reference": args.reference, "-mask": args.mask, **{f"-dmri_in ({n + 1})": p for n, p in enumerate(args.dmri_in)}}
+    output = check_output(args.out, "-out", (".png",), inputs, prog=PROG)
     if args.labels is not None and len(args.labels) != len(args.dmri_in):
         raise InputError(f"-labels: expected one name per -dmri_in file ({len(args.dmri_in)}), found {len(args.labels)}")
     labels = args.labels or [_label(path) for path in args.dmri_in]
     if len(set(labels)) != len(labels):
         raise InputError(f"-labels: expected distinct panel names, found {', '.join(labels)}")
-    reference_data, _ = load_image(args.reference, "-reference")
+    reference_data, reference_image = load_image(args.reference, "-reference")
     reference = _select_volume(reference_data, args.volume, "-reference", args.reference)
     predictions = {}
     for label, path in zip(labels, args.dmri_in):
@@ -73,12 +74,7 @@ def main_unchecked(argv: Sequence[str] | None = None) -> int:
         predictions[label] = _select_volume(data, args.volume, "-dmri_in", path)
     mask = None
     if args.mask is not None:
-        mask_data, _ = load_image(args.mask, "-mask")
-        if mask_data.shape != reference.shape:
-            raise InputError(f"-mask: {args.mask}: expected shape {reference.shape}, found {mask_data.shape}")
-        mask = mask_data > 0
-        if not mask.any():
-            raise InputError(f"-mask: {args.mask}: expected at least one voxel inside, found an empty mask")
+        mask = load_mask(args.mask, "-mask", reference_image, reference.shape, PROG)
     if args.slice is not None and not 0 <= args.slice < reference.shape[args.axis]:
         raise InputError(f"-slice: expected an index in 0..{reference.shape[args.axis] - 1} along axis {args.axis}, found {args.slice}")
     title = args.title or f"volume {args.volume}"
@@ -87,7 +83,7 @@ def main_unchecked(argv: Sequence[str] | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point; returns the exit status (0 on success, 1 on bad input)."""
+    """Console entry point; returns the exit status (0 success, 2 bad input, 130 interrupted)."""
     return run_cli(main_unchecked, argv, PROG)
 
 

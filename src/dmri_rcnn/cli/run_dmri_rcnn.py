@@ -9,12 +9,12 @@ Example (as in the original README)::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from dmri_rcnn.cli._command import check_output, import_tensorflow_quietly, quiet_tensorflow, run_command
 from dmri_rcnn.core.processing.scaling import SHELL_SCALE
 from dmri_rcnn.core.weights import PUBLISHED_Q_IN
 from dmri_rcnn.errors import InputError
@@ -108,12 +108,12 @@ def _require_file(path: str, flag: str) -> Path:
     return candidate
 
 
-def _load_bvecs(path: str, flag: str) -> np.ndarray:
+def _load_bvecs(path: str, flag: str, allow_b0: bool = False) -> np.ndarray:
     from dmri_rcnn.core.io import load_bvec
 
     _require_file(path, flag)
-    try:
-        table = load_bvec(path)
+    try:  # every context and target volume needs a unit direction (no b0 columns, but in a whole scan)
+        table = load_bvec(path, allow_b0=allow_b0)
     except InputError as err:
         raise InputError(f"{flag} {err}") from None
     return np.asarray(table, dtype=np.float32)
@@ -129,18 +129,26 @@ def _load_image(path: str, flag: str):
         raise InputError(f"{flag} {err}") from None
 
 
-def _check_output_path(path: str) -> Path:
-    target = Path(path)
-    if not (target.name.endswith(".nii") or target.name.endswith(".nii.gz")):
-        raise InputError(f"-dmri_out {path}: expected a .nii or .nii.gz file name")
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError(f"-dmri_out {path}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
-        raise InputError(f"-dmri_out {path}: cannot write there (permission denied)")
-    if target.is_dir():
-        raise InputError(f"-dmri_out {path}: is a directory")
-    return target
+def _load_voxels(path: str, flag: str) -> np.ndarray:
+    from dmri_rcnn.core.io import load_mask, load_nifti
+
+    try:  # a truncated or damaged file is found here, when its voxels are read
+        return load_mask(path) if flag == "-mask" else load_nifti(path, np.float32, ndim=4)
+    except InputError as err:
+        raise InputError(f"{flag} {err}") from None
+
+
+def _check_output_path(args) -> Path:
+    inputs = {"-dmri_in": args.dmri_in, "-mask": args.mask, "-bvec_in": args.bvec_in, "-bvec_out": args.bvec_out}
+    if args.weights is not None:
+        inputs["--weights"] = args.weights
+    if args.super_resolve:
+        from dmri_rcnn.core.super_resolution import sidecar_table_paths
+
+        inputs["--super-resolve"] = args.super_resolve
+        for path, suffix in zip(sidecar_table_paths(args.dmri_out), (".bval", ".bvec")):
+            check_output(path, f"-dmri_out's {suffix} file", (suffix,), inputs, prog=PROG)
+    return check_output(args.dmri_out, "-dmri_out", (".nii", ".nii.gz"), inputs, prog=PROG)
 
 
 def _target_bvecs(args) -> np.ndarray:
@@ -185,9 +193,9 @@ def context_size(args, bvec_in: np.ndarray) -> int:
 
 
 def load_inputs(args):
-    """Read and check every input; return (image, dmri, bvec_in, bvec_out, mask)."""
-    output = _check_output_path(args.dmri_out)
-    bvec_in = _load_bvecs(args.bvec_in, "-bvec_in")
+    """Read and check every input; return (output, image, dmri, bvec_in, bvec_out, mask)."""
+    output = _check_output_path(args)
+    bvec_in = _load_bvecs(args.bvec_in, "-bvec_in", allow_b0=bool(args.super_resolve))
     bvec_out = _target_bvecs(args)
     q_in = context_size(args, bvec_in)
     if args.weights is None and q_in not in PUBLISHED_Q_IN:
@@ -209,16 +217,35 @@ def load_inputs(args):
             f"-mask {args.mask} has shape {tuple(mask_image.shape)}; expected the dMRI's spatial shape "
             f"{tuple(image.shape[:3])}"
         )
-    dmri = np.asarray(image.dataobj, dtype=np.float32)
+    dmri = _load_voxels(args.dmri_in, "-dmri_in")
     bad = int(np.count_nonzero(~np.isfinite(dmri)))
     if bad:
         raise InputError(f"-dmri_in {args.dmri_in}: expected finite values, found {bad} NaN/Inf value(s)")
-    mask = np.asarray(mask_image.dataobj, dtype=np.float32)
-    if not np.all(np.isfinite(mask)):
-        raise InputError(f"-mask {args.mask}: expected finite values, found NaN/Inf")
-    if not np.any(mask > 0):
+    mask = _load_voxels(args.mask, "-mask")
+    if not mask.any():
         raise InputError(f"-mask {args.mask}: the brain mask has no voxel > 0")
-    return output, image, dmri, bvec_in, bvec_out, mask > 0
+    return output, image, dmri, bvec_in, bvec_out, mask
+
+
+def input_warnings(args, image, dmri: np.ndarray, mask: np.ndarray) -> list[str]:
+    """Lines warning of legal input that will likely give a meaningless result (mask affine, signal scale)."""
+    from dmri_rcnn.core.io import affine_mismatch, load_nifti_image
+    from dmri_rcnn.core.processing.scaling import shell_scale, signal_scale_problem
+
+    lines = []
+    mismatch = affine_mismatch(load_nifti_image(args.mask).affine, image.affine)
+    if mismatch:
+        lines.append(f"-mask {args.mask}: {mismatch}")
+    if not args.norm:
+        if args.super_resolve:  # judge the shell's volumes, not the b0 or other shells
+            from dmri_rcnn.core.processing.shells import shell_indices
+
+            bvals = _super_resolve_bvals(args, np.zeros((3, dmri.shape[3])))
+            dmri = dmri[..., shell_indices(bvals, args.shell, SHELL_TOLERANCE)]
+        problem = signal_scale_problem(dmri, mask, shell_scale(args.shell), args.shell)
+        if problem:
+            lines.append(f"-dmri_in {args.dmri_in}: {problem}")
+    return lines
 
 
 def select_weights(args, q_in: int):
@@ -296,10 +323,13 @@ def run(args) -> Path:
     if args.batch_size < 1:
         raise InputError(f"-b/--batch-size must be >= 1, found {args.batch_size}")
     target, image, dmri, bvec_in, bvec_out, mask = load_inputs(args)
+    for line in input_warnings(args, image, dmri, mask):
+        print(f"{PROG}: warning: {line}", file=sys.stderr)
     q_in, q_out = context_size(args, bvec_in), bvec_out.shape[1]
     spec = describe_weights(args, q_in)
     args.model_dim = spec.model_dim if spec is not None else (args.model_dim or 3)
     print_summary(args, q_in, q_out)
+    import_tensorflow_quietly()
     weights = select_weights(args, q_in)
 
     from dmri_rcnn.core.inference import infer
@@ -342,22 +372,20 @@ def write_super_resolved(args, model, image, dmri, bvec_in, mask, target: Path, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.bvec_out is None and args.target_directions is None:
-        parser.error("the following arguments are required: -bvec_out (or --target-directions)")
-    if args.bvec_out is not None and args.target_directions is not None:
-        parser.error("-bvec_out and --target-directions name the targets twice; give one of them")
-    try:
+    """Console entry point; returns the exit status (0 success, 2 bad input, 130 interrupted)."""
+    quiet_tensorflow()
+
+    def parse_and_run(argv):
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.bvec_out is None and args.target_directions is None:
+            parser.error("the following arguments are required: -bvec_out (or --target-directions)")
+        if args.bvec_out is not None and args.target_directions is not None:
+            parser.error("-bvec_out and --target-directions name the targets twice; give one of them")
         run(args)
-    except InputError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 1
-    return 0
+        return 0
+
+    return run_command(parse_and_run, argv, PROG)
 
 
 if __name__ == "__main__":

@@ -15,15 +15,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from dmri_rcnn.cli._evaluation_io import check_output, load_bvecs, load_image, run_cli, save_image
+from dmri_rcnn.cli._evaluation_io import check_output, load_bvecs, load_image, load_mask, run_cli, save_image
+from dmri_rcnn.core.io import check_finite
 from dmri_rcnn.errors import InputError
 from dmri_rcnn.evaluation.sh_baseline import (
     ORIGINAL_SH_BASIS,
     ORIGINAL_SH_ORDER,
     ORIGINAL_SH_SMOOTH,
     SH_BASES,
+    n_sh_coefficients,
     select_sh_parameters,
     sh_interpolate,
+    underdetermined,
 )
 
 PROG = "dmri_rcnn_sh_baseline.py"
@@ -79,25 +82,28 @@ def main_unchecked(argv: Sequence[str] | None = None) -> int:
     order = _parse_order(args.sh_order)
     if args.smooth < 0:
         raise InputError(f"-smooth: expected a value >= 0, found {args.smooth}")
-    output = check_output(args.dmri_out, "-dmri_out", (".nii", ".nii.gz"))
-    context, image = load_image(args.dmri_in, "-dmri_in")
+    inputs = {"-dmri_in": args.dmri_in, "-bvec_in": args.bvec_in, "-bvec_out": args.bvec_out, "-mask": args.mask}
+    output = check_output(args.dmri_out, "-dmri_out", (".nii", ".nii.gz"), inputs, prog=PROG)
     context_bvecs = load_bvecs(args.bvec_in, "-bvec_in")
     target_bvecs = load_bvecs(args.bvec_out, "-bvec_out")
+    q_in = context_bvecs.shape[1]
+    if order is not None and underdetermined(order, q_in, args.smooth):
+        raise InputError(
+            f"-sh_order {order} has {n_sh_coefficients(order)} coefficients but -bvec_in {args.bvec_in} has only "
+            f"{q_in} directions; choose a lower order, -smooth > 0 or -sh_order auto"
+        )
+    context, image = load_image(args.dmri_in, "-dmri_in")
     if context.ndim != 4:
         raise InputError(f"-dmri_in: {args.dmri_in}: expected a 4D image (i, j, k, q_in), found shape {context.shape}")
-    if context.shape[-1] != context_bvecs.shape[1]:
+    if context.shape[-1] != q_in:
         raise InputError(
-            f"-dmri_in: {args.dmri_in}: expected one volume per -bvec_in direction ({context_bvecs.shape[1]} in "
+            f"-dmri_in: {args.dmri_in}: expected one volume per -bvec_in direction ({q_in} in "
             f"{args.bvec_in}), found {context.shape[-1]} volumes"
         )
+    check_finite(context, f"-dmri_in {args.dmri_in}")
     mask = None
     if args.mask is not None:
-        mask_data, _ = load_image(args.mask, "-mask")
-        if mask_data.shape != context.shape[:3]:
-            raise InputError(f"-mask: {args.mask}: expected shape {context.shape[:3]}, found {mask_data.shape}")
-        mask = mask_data > 0
-        if not mask.any():
-            raise InputError(f"-mask: {args.mask}: expected at least one voxel inside, found an empty mask")
+        mask = load_mask(args.mask, "-mask", image, context.shape[:3], PROG)
     smooth = args.smooth
     if order is None:
         selection = select_sh_parameters(context, context_bvecs, mask, basis=args.basis, seed=args.seed)
@@ -112,7 +118,7 @@ def main_unchecked(argv: Sequence[str] | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point; returns the exit status (0 on success, 1 on bad input)."""
+    """Console entry point; returns the exit status (0 success, 2 bad input, 130 interrupted)."""
     return run_cli(main_unchecked, argv, PROG)
 
 

@@ -60,6 +60,24 @@ class Architecture:
                 keys.append((sub_name, block, f"layer_with_weights-{index}/layer_with_weights-{position}"))
         return keys
 
+    def stored_array_count(self) -> int:
+        """Number of arrays the built Keras model stores (its ``len(model.weights)``), at any width.
+
+        Each convolution has a kernel and a bias; a spatial LayerNormalization (``init`` and the first
+        encoder branch) adds gamma and beta, a BatchNormalization (the other blocks but ``dcv3``) adds
+        gamma, beta and the two moving statistics; the ConvLSTM holds three arrays and ``dc4`` a kernel
+        and a bias.
+        """
+        layer_norm = 1 + len(self.encoder_branch1)
+        batch_norm = (
+            len(self.encoder_branch2)
+            + len(self.encoder_latent)
+            + len(self.decoder_latent)
+            + len(self.decoder_branch1)
+            + len(self.decoder_branch2)
+        )
+        return layer_norm * (2 + 2) + batch_norm * (2 + 4) + 2 + 3 + 2
+
 
 ARCHITECTURES: dict[int, Architecture] = {
     3: Architecture(

@@ -21,6 +21,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dmri_rcnn.core.architecture import PATCH_SHAPE
+from dmri_rcnn.core.io import check_bvecs
 from dmri_rcnn.core.processing.patching import central_padding
 from dmri_rcnn.core.processing.scaling import shell_scale
 from dmri_rcnn.errors import InputError
@@ -35,13 +36,15 @@ def _check_inputs(dmri, bvec_in, bvec_out, mask):
         raise InputError(f"dmri: expected a 4D array (i, j, k, q_in), found shape {dmri.shape}")
     if mask.shape != dmri.shape[:3]:
         raise InputError(f"mask: expected spatial shape {dmri.shape[:3]} of the dMRI, found {mask.shape}")
+    checked = []
     for name, bvec in (("bvec_in", bvec_in), ("bvec_out", bvec_out)):
         if bvec.ndim != 2 or bvec.shape[0] != 3:
             raise InputError(f"{name}: expected shape (3, N), found {bvec.shape}")
-        if not np.all(np.isfinite(bvec)):
-            raise InputError(f"{name}: contains NaN or Inf")
+        # every context and target volume needs a unit direction: no b0 (zero) columns, no scaled vectors
+        checked.append(check_bvecs(bvec, name, allow_b0=False).astype(np.float32))
     if bvec_in.shape[1] != dmri.shape[3]:
         raise InputError(f"bvec_in has {bvec_in.shape[1]} directions but the dMRI has {dmri.shape[3]} volumes")
+    return checked
 
 
 class _Predictor:
@@ -127,8 +130,9 @@ def infer(
     Parameters
     ----------
     dmri : (i, j, k, q_in) array, raw signal (any real dtype)
-    bvec_in : (3, q_in) float, unit b-vectors of ``dmri``
-    bvec_out : (3, q_out) float, unit b-vectors to predict
+    bvec_in : (3, q_in) float, unit b-vectors of ``dmri`` (lengths within 1 ± 0.01 are renormalised;
+        zero or other lengths are refused, see :func:`dmri_rcnn.core.io.check_bvecs`)
+    bvec_out : (3, q_out) float, unit b-vectors to predict (same rule)
     mask : (i, j, k) array, brain mask (voxels > 0 are brain)
     model : keras.Model from :mod:`dmri_rcnn.core.model` (10x10x10 patches)
     shell : b-value (1000, 2000, 3000 s/mm²) selecting the original's constant divisor; ignored if
@@ -149,7 +153,7 @@ def infer(
     bvec_in = np.asarray(bvec_in, dtype=np.float32)
     bvec_out = np.asarray(bvec_out, dtype=np.float32)
     mask = np.asarray(mask)
-    _check_inputs(dmri, bvec_in, bvec_out, mask)
+    bvec_in, bvec_out = _check_inputs(dmri, bvec_in, bvec_out, mask)
     if scale is None:
         if shell is None:
             raise InputError("infer: give either shell (1000, 2000, 3000) or scale")

@@ -7,13 +7,18 @@ message naming the file, what was expected and what was found. Every writer goes
 Conventions
 -----------
 - dMRI images are ``(i, j, k, q)``: three spatial axes (voxels) then the q-space (volume) axis.
-- Masks are ``(i, j, k)``; any non-zero voxel is inside the brain.
-- b-vectors are ``(3, q)`` (FSL layout: rows x, y, z; unit vectors, b0 volumes may be zero vectors);
-  b-values are ``(q,)`` in s/mm².
+- Masks are ``(i, j, k)``; a voxel is inside the brain when its value is > 0 (one rule, applied by
+  :func:`load_mask` everywhere: 0.4 is inside, 0 and negative values are outside).
+- b-vectors are ``(3, q)`` (FSL layout: rows x, y, z); b-values are ``(q,)`` in s/mm². Every
+  diffusion-weighted direction must be a unit vector: lengths within ``1 ± BVEC_UNIT_TOLERANCE`` are
+  renormalised, anything else is refused naming the file and column. b0 volumes (b-value below
+  ``B0_THRESHOLD`` where b-values are at hand, otherwise a zero vector) carry no direction and are
+  stored as zero vectors.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 import warnings
 from pathlib import Path
@@ -28,11 +33,15 @@ from dmri_rcnn.utils import atomic_path
 __all__ = [
     "CropBox",
     "DMRISet",
+    "B0_THRESHOLD",
+    "BVEC_UNIT_TOLERANCE",
     "autocrop_dmri",
+    "check_bvecs",
     "check_finite",
     "load_bval",
     "load_bvec",
     "load_dmri_set",
+    "load_mask",
     "load_nifti",
     "load_nifti_image",
     "merge_octants",
@@ -45,6 +54,13 @@ __all__ = [
 ]
 
 PathLike = str | os.PathLike
+
+#: A diffusion-weighted b-vector may differ from unit length by this much (relative); it is then
+#: renormalised. Scanner text files round to ~6 digits, so genuine unit vectors are far inside it.
+BVEC_UNIT_TOLERANCE = 0.01
+
+#: Volumes with a b-value below this (s/mm²) are b0 volumes.
+B0_THRESHOLD = 50.0
 
 
 # --------------------------------------------------------------------------------------------- NIfTI
@@ -117,7 +133,7 @@ def load_nifti(
         kind = {3: "a 3D image (i, j, k)", 4: "a 4D image (i, j, k, q)"}.get(ndim, f"a {ndim}D image")
         raise InputError(f"{path}: expected {kind}, found shape {tuple(img.shape)}")
     try:
-        data = np.asarray(img.dataobj, dtype=dtype)
+        data = _read_voxels(path, img, dtype)
     except Exception as err:  # truncated gzip/raw data surfaces as EOFError, OSError or ValueError
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise InputError(
@@ -126,6 +142,22 @@ def load_nifti(
         ) from None
     if return_affine:
         return data, np.array(img.affine, dtype=np.float64)
+    return data
+
+
+def _read_voxels(path: PathLike, img, dtype) -> np.ndarray:
+    """Read the voxels; for ``.gz`` also read to the end of the stream, where gzip checks its CRC.
+
+    nibabel stops decompressing after the last voxel, so damage inside the compressed data could
+    otherwise decode to wrong voxel values without any error.
+    """
+    if not str(path).endswith(".gz"):
+        return np.asarray(img.dataobj, dtype=dtype)
+    with gzip.open(path, "rb") as stream:
+        holder = nib.FileHolder(filename=str(path), fileobj=stream)
+        image = type(img).from_file_map({"header": holder, "image": holder})
+        data = np.asarray(image.dataobj, dtype=dtype)
+        stream.read()  # the rest of the stream (usually nothing) and the CRC/length check
     return data
 
 
@@ -182,6 +214,30 @@ def save_nifti(
         nib.save(img, str(tmp))
 
 
+def load_mask(path: PathLike, shape: Sequence[int] | None = None) -> np.ndarray:
+    """Load a brain mask: a 3D NIfTI whose voxels with value > 0 are inside the brain.
+
+    The one mask rule of the package: every command and study step reads masks through here, so a
+    mask stored as float (0.4 is inside) or int means the same everywhere.
+
+    Parameters
+    ----------
+    path : 3D NIfTI image.
+    shape : the spatial shape (i, j, k) it must have, if known (usually the dMRI's).
+
+    Returns
+    -------
+    (i, j, k) bool, True inside the brain.
+    """
+    data = load_nifti(path, np.float32, ndim=3)
+    check_finite(data, str(path))
+    if shape is not None and tuple(data.shape) != tuple(shape[:3]):
+        raise InputError(
+            f"{path}: expected a mask with the dMRI spatial shape {tuple(shape[:3])}, found shape {data.shape}"
+        )
+    return data > 0
+
+
 # ------------------------------------------------------------------------------------ b-vectors/values
 
 
@@ -201,23 +257,65 @@ def _load_table(path: PathLike, what: str) -> np.ndarray:
     return table
 
 
-def load_bvec(path: PathLike, dtype: np.typing.DTypeLike = np.float32) -> np.ndarray:
-    """Load an FSL b-vector file.
+def _count_columns(path: PathLike) -> int:
+    """Number of volumes an FSL b-vector file describes (columns of 3 rows, or rows of 3 columns)."""
+    table = _load_table(path, "b-vector")
+    return table.shape[1] if table.shape[0] == 3 else table.shape[0]
+
+
+def _unit_or_b0(table: np.ndarray, bvals: np.ndarray | None) -> bool:
+    """Whether every column of a (3, q) table is a unit vector (within tolerance) or a b0 column."""
+    lengths = np.linalg.norm(table, axis=0)
+    ok = np.abs(lengths - 1.0) <= BVEC_UNIT_TOLERANCE
+    known_b0 = bvals is not None and bvals.shape[0] == table.shape[1]
+    ok |= (bvals < B0_THRESHOLD) if known_b0 else (lengths == 0)
+    return bool(ok.all())
+
+
+def load_bvec(
+    path: PathLike,
+    dtype: np.typing.DTypeLike = np.float32,
+    bvals: np.ndarray | None = None,
+    allow_b0: bool = True,
+) -> np.ndarray:
+    """Load an FSL b-vector file and check that every direction is a unit vector.
 
     Parameters
     ----------
     path : text file with 3 rows (x, y, z) and one column per volume; a file with 3 columns and one
-        row per volume is transposed.
+        row per volume is transposed. A 3×3 file is read in the orientation whose vectors have unit
+        length; if both (or neither) orientations do and they differ, it is refused as ambiguous.
     dtype : dtype of the returned array (float32, as the TFRecord schema stores it).
+    bvals : (q,) b-values of the same volumes, if at hand: volumes below ``B0_THRESHOLD`` are b0
+        whatever their vector says, and every other volume needs a unit vector.
+    allow_b0 : accept zero vectors (b0 volumes). False where every volume must be diffusion-weighted
+        (the context and target directions of inference).
 
     Returns
     -------
-    bvecs : (3, q) ``dtype``.
+    bvecs : (3, q) ``dtype``; unit columns (renormalised within ``BVEC_UNIT_TOLERANCE``), b0 columns zero.
+
+    Raises
+    ------
+    InputError
+        Unreadable file, not 3×N or N×3, an ambiguous 3×3 file, or a column that is neither a unit
+        vector nor an allowed b0 (naming the file, column and its length).
     """
     table = _load_table(path, "b-vector")
-    if table.shape[0] == 1 and table.shape[1] == 3:
+    bvals_arr = None if bvals is None else np.asarray(bvals, dtype=np.float64).ravel()
+    if table.shape == (3, 3):
+        as_written, transposed = table, table.T
+        fits = [_unit_or_b0(as_written, bvals_arr), _unit_or_b0(transposed, bvals_arr)]
+        if fits[1] and not fits[0]:
+            table = transposed  # one vector per row
+        elif fits[0] and fits[1] and not np.allclose(as_written, transposed, atol=1e-6):
+            raise InputError(
+                f"{path}: a 3x3 b-vector file is ambiguous: its columns (FSL layout) and its rows are both "
+                "unit vectors, and they differ, so which are the directions cannot be told from the file"
+            )
+    elif table.shape[0] == 1 and table.shape[1] == 3:
         table = table.T  # a single direction written as one row
-    if table.shape[0] != 3:
+    elif table.shape[0] != 3:
         if table.shape[1] == 3:
             table = table.T
         else:
@@ -225,7 +323,55 @@ def load_bvec(path: PathLike, dtype: np.typing.DTypeLike = np.float32) -> np.nda
                 f"{path}: expected b-vectors as 3 rows (FSL) or 3 columns, found {table.shape[0]} rows "
                 f"and {table.shape[1]} columns"
             )
-    return np.ascontiguousarray(table, dtype=dtype)
+    checked = check_bvecs(table, str(path), bvals=bvals_arr, allow_b0=allow_b0)
+    return np.ascontiguousarray(checked, dtype=dtype)
+
+
+def check_bvecs(
+    bvecs: np.ndarray, name: str, bvals: np.ndarray | None = None, allow_b0: bool = True
+) -> np.ndarray:
+    """Check that every diffusion-weighted column of ``bvecs`` is a unit vector; return them renormalised.
+
+    Parameters
+    ----------
+    bvecs : (3, q) directions.
+    name : the file (or argument) named in messages.
+    bvals : (q,) b-values (s/mm²), optional: columns below ``B0_THRESHOLD`` are b0 (set to zero);
+        every other column must have unit length. Without b-values a zero column is a b0.
+    allow_b0 : if False, b0 columns are refused (every volume must carry a direction).
+
+    Returns
+    -------
+    (3, q) float64: unit columns (lengths within ``1 ± BVEC_UNIT_TOLERANCE`` rescaled to 1), b0 columns zero.
+    """
+    table = np.asarray(bvecs, dtype=np.float64)
+    if table.ndim != 2 or table.shape[0] != 3:
+        raise InputError(f"{name}: expected b-vectors of shape (3, q), found shape {table.shape}")
+    check_finite(table, name)
+    q = table.shape[1]
+    lengths = np.linalg.norm(table, axis=0)
+    if bvals is not None:
+        bvals = np.asarray(bvals, dtype=np.float64).ravel()
+        if bvals.shape[0] != q:
+            raise InputError(f"{name}: has {q} b-vectors but there are {bvals.shape[0]} b-values")
+        is_b0 = bvals < B0_THRESHOLD
+    else:
+        is_b0 = lengths == 0
+    if is_b0.any() and not allow_b0:
+        column = int(np.flatnonzero(is_b0)[0])
+        raise InputError(
+            f"{name}: column {column + 1} of {q} is a zero vector (a b0 volume); expected a unit "
+            "direction for every volume here"
+        )
+    bad = ~is_b0 & (np.abs(lengths - 1.0) > BVEC_UNIT_TOLERANCE)
+    if bad.any():
+        column = int(np.flatnonzero(bad)[0])
+        where = f" (b-value {bvals[column]:g})" if bvals is not None else ""
+        raise InputError(
+            f"{name}: column {column + 1} of {q}{where} has length {lengths[column]:.4g}; expected unit "
+            f"b-vectors (lengths within 1 ± {BVEC_UNIT_TOLERANCE:g} are renormalised)"
+        )
+    return np.where(is_b0, 0.0, table / np.where(is_b0, 1.0, lengths))
 
 
 def load_bval(path: PathLike, dtype: np.typing.DTypeLike = np.float32) -> np.ndarray:
@@ -305,7 +451,7 @@ def validate_dmri_set(
     Parameters
     ----------
     dmri : (i, j, k, q) signal.
-    bvecs : (3, q) b-vectors, optional.
+    bvecs : (3, q) b-vectors, optional: unit vectors (see :func:`check_bvecs`), b0 volumes excepted.
     bvals : (q,) b-values, optional.
     mask : (i, j, k) brain mask, optional.
     names : how to name each item in messages (usually its file path), keys ``dmri``, ``bvec``,
@@ -339,6 +485,8 @@ def validate_dmri_set(
             raise InputError(
                 f"{names['bval']}: has {bvals.shape[0]} b-values but {names['dmri']} has {n_volumes} volumes"
             )
+    if bvecs is not None:
+        check_bvecs(bvecs, names["bvec"], bvals=bvals)
     if mask is not None:
         mask = np.asarray(mask)
         if mask.shape != dmri.shape[:3]:
@@ -383,17 +531,13 @@ def load_dmri_set(
     """
     img = load_nifti_image(dmri_path)
     dmri, affine = load_nifti(dmri_path, np.float32, return_affine=True, ndim=4)
-    bvecs = load_bvec(bvec_path)
     bvals = load_bval(bval_path) if bval_path is not None else None
-    mask = None
-    if mask_path is not None:
-        mask_raw = load_nifti(mask_path, np.float32, ndim=3)
-        check_finite(mask_raw, str(mask_path))
-        mask = mask_raw
     names = {"dmri": str(dmri_path), "bvec": str(bvec_path), "bval": str(bval_path), "mask": str(mask_path)}
+    bvecs = load_bvec(bvec_path, bvals=bvals if bvals is not None and bvals.size == _count_columns(bvec_path) else None)
+    mask = load_mask(mask_path) if mask_path is not None else None
     validate_dmri_set(dmri, bvecs, bvals, mask, names)
     if mask is not None:
-        mask = (mask != 0).astype(np.int8)
+        mask = mask.astype(np.int8)
     return DMRISet(dmri, bvecs, bvals, mask, affine, img.header)
 
 
@@ -426,7 +570,7 @@ class CropBox(NamedTuple):
 def autocrop_dmri(dmri: np.ndarray, mask: np.ndarray, return_box: bool = False):
     """Crop ``dmri`` and ``mask`` to the bounding box of the voxels that hold signal or mask.
 
-    A voxel counts as occupied when any of its volumes is non-zero or its mask value is non-zero
+    A voxel counts as occupied when any of its volumes is non-zero or its mask value is > 0
     (the original summed raw values, so negative and positive signal could cancel; here any non-zero
     value counts). Only empty slices at the borders are dropped, so the result is a contiguous box
     that :func:`uncrop` puts back.
@@ -451,7 +595,7 @@ def autocrop_dmri(dmri: np.ndarray, mask: np.ndarray, return_box: bool = False):
         raise InputError(
             f"mask: expected a mask with the dMRI spatial shape {dmri.shape[:3]}, found shape {mask.shape}"
         )
-    occupied = np.any(dmri != 0, axis=3) | (mask != 0)
+    occupied = np.any(dmri != 0, axis=3) | (mask > 0)
     if not occupied.any():
         raise InputError("dmri and mask: nothing to crop to, every voxel of both is zero")
     start, stop = [], []
@@ -534,3 +678,23 @@ def merge_octants(octants: Sequence[np.ndarray]) -> np.ndarray:
         return np.concatenate(pairs_j, axis=0)
     except ValueError as err:
         raise InputError(f"merge_octants: octant shapes do not fit together ({err})") from None
+
+
+# ------------------------------------------------------------------------------------------- warnings
+
+
+def affine_mismatch(affine: np.ndarray, reference: np.ndarray, tolerance: float = 1e-3) -> str | None:
+    """Describe how a (4, 4) affine differs from ``reference`` (e.g. a mask's from its dMRI's), or None.
+
+    Same voxel grid but a different voxel-to-world transform usually means the mask was made for another
+    scan or resampled; the voxels are still matched by index, so the result may be meaningless.
+    """
+    affine = np.asarray(affine, dtype=np.float64)
+    reference = np.asarray(reference, dtype=np.float64)
+    difference = float(np.max(np.abs(affine - reference)))
+    if difference <= tolerance:
+        return None
+    return (
+        f"its affine differs from the dMRI's by up to {difference:.3g} mm; voxels are matched by index, so "
+        "check that the mask belongs to this scan"
+    )

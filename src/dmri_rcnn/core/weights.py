@@ -16,7 +16,6 @@ import os
 import re
 import urllib.error
 import urllib.request
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -303,10 +302,17 @@ def load_original_checkpoint(model, prefix: str | os.PathLike) -> int:
             )
         if tuple(shapes[full_key]) != tuple(variable.shape):
             raise InputError(
-                f"{prefix}: variable {key} has shape {tuple(shapes[full_key])} but {variable.path} in the "
-                f"{model_dim}D model has shape {tuple(variable.shape)}"
+                f"{prefix}: checkpoint of another architecture: expected the {model_dim}D model's "
+                f"{len(checkpoint_variable_map(model))} variables, found {len(stored)}; variable {key} has shape "
+                f"{tuple(shapes[full_key])} but {variable.path} needs {tuple(variable.shape)}"
             )
-        values.append((variable, reader.get_tensor(full_key)))
+        try:
+            values.append((variable, reader.get_tensor(full_key)))
+        except (IndexError, tf.errors.OpError, ValueError) as err:  # a truncated or damaged data shard
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise InputError(
+                f"{prefix}: cannot read variable {key} from {prefix}.data-* (truncated or corrupt checkpoint: {reason})"
+            ) from None
         stored.discard(key)
     if stored:
         raise InputError(
@@ -377,19 +383,32 @@ def save_model_weights(model, path: str | os.PathLike) -> Path:
     return path
 
 
-_KERAS_SHAPE_MISMATCH = re.compile(
-    r"variable\.shape=(\([^)]*\)), Received: value\.shape=(\([^)]*\))\. Target variable: <Variable path=([^,>]+)"
-)
+def _weights_h5_shapes(path: Path) -> list[tuple[int, ...]]:
+    """Shapes of the layer variables stored in a Keras 3 ``.weights.h5`` file, in file order."""
+    import h5py
+
+    shapes: list[tuple[int, ...]] = []
+    try:
+        with h5py.File(path, "r") as handle:
+            handle["layers"].visititems(
+                lambda _, item: shapes.append(tuple(item.shape)) if isinstance(item, h5py.Dataset) else None
+            )
+    except (OSError, KeyError, ValueError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputError(f"{path}: cannot read this .weights.h5 file (truncated or corrupt: {reason})") from None
+    return shapes
 
 
-def _first_mismatch(error: Exception) -> str:
-    """One line from Keras' multi-line load error: the first variable, the shape needed and the shape found."""
-    text = str(error)
-    match = _KERAS_SHAPE_MISMATCH.search(text)
-    if match:
-        needed, found, variable = match.groups()
-        return f"{variable} needs shape {needed}, the file holds {found}"
-    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+def _describe(shapes) -> str:
+    return f"{len(shapes)} arrays, {sum(int(np.prod(s)) for s in shapes):,} parameters"
+
+
+def _architecture_of(shapes, model_dim: int) -> str:
+    """Name the architecture a list of stored array shapes belongs to (the array count is width-independent)."""
+    for dim in (model_dim, 4 - model_dim):
+        if ARCHITECTURES[dim].stored_array_count() == len(shapes):
+            return f"a {dim}D model" + (" of another width" if dim == model_dim else "")
+    return "an unknown model"
 
 
 def load_model_weights(model, weights: str | os.PathLike, model_dim: int | None = None):
@@ -398,28 +417,29 @@ def load_model_weights(model, weights: str | os.PathLike, model_dim: int | None 
     Raises
     ------
     InputError
-        If the file is missing or does not fit the model.
+        If the file is missing, unreadable, or holds another architecture (one line naming the
+        architecture expected and the one found).
     """
     path = Path(weights).expanduser()
     if path.name.endswith(".weights.h5"):
         if not path.is_file():
             raise InputError(f"weights file not found: {path}")
-        problem = None
-        # Keras warns once per layer it could not fill, then raises; keep the one-line error, not the dozens.
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
+        dim = model_dim or _model_dim_of(model)
+        found = _weights_h5_shapes(path)
+        expected = [tuple(int(n) for n in w.shape) for w in model.weights]
+        if sorted(found) != sorted(expected):
+            raise InputError(
+                f"{path}: weights of another architecture: expected the {dim}D model of this width "
+                f"({_describe(expected)}), found {_architecture_of(found, dim)} ({_describe(found)})"
+            )
+        import warnings
+
+        try:
+            with warnings.catch_warnings():  # Keras warns once per layer before raising; the message below says it
+                warnings.simplefilter("ignore", UserWarning)
                 model.load_weights(path)
-            except ValueError as err:
-                problem = _first_mismatch(err)
-        unfilled = [w for w in caught if "freshly-initialized" in str(w.message)]
-        if problem is None and unfilled:
-            problem = str(unfilled[0].message).strip().splitlines()[0]
-        if problem is not None:
-            raise InputError(f"{path} does not fit the {model_dim or _model_dim_of(model)}D model: {problem}")
-        for caught_warning in caught:
-            warnings.warn_explicit(caught_warning.message, caught_warning.category, caught_warning.filename,
-                                   caught_warning.lineno)
+        except (ValueError, OSError) as err:
+            raise InputError(f"{path} does not fit the {dim}D model: {str(err).splitlines()[0]}") from None
         return model
     load_original_checkpoint(model, path)
     return model

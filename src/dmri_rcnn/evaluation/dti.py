@@ -9,10 +9,15 @@ import numpy as np
 from dipy.core.gradients import gradient_table
 from dipy.reconst.dti import TensorModel
 
+from dmri_rcnn.core.io import B0_THRESHOLD
 from dmri_rcnn.errors import InputError
 
 #: Principal-direction errors are measured only where the reference FA exceeds this (clear single fibre).
 FA_THRESHOLD = 0.2
+
+#: A tensor whose mean diffusivity exceeds this (mm^2/s; free water at body temperature is 0.003) fits
+#: signal that no tissue gives, e.g. predictions clipped from <= 0 to DIPY's minimum signal.
+MAX_PLAUSIBLE_MD = 0.01
 
 
 @dataclass
@@ -27,11 +32,15 @@ class DTIMaps:
         Mean diffusivity in mm^2/s when b-values are in s/mm^2.
     pdd : (i, j, k, 3) ndarray
         Unit principal eigenvector (sign arbitrary).
+    failed : (i, j, k) bool ndarray
+        Masked voxels whose fit failed (see :func:`fit_dti`); their FA, MD and PDD are 0 and every
+        error metric leaves them out.
     """
 
     fa: np.ndarray
     md: np.ndarray
     pdd: np.ndarray
+    failed: np.ndarray | None = None
 
 
 def fit_dti(dmri, bvals, bvecs, mask, fit_method: str = "WLS") -> DTIMaps:
@@ -42,7 +51,7 @@ def fit_dti(dmri, bvals, bvecs, mask, fit_method: str = "WLS") -> DTIMaps:
     dmri : (i, j, k, n) array_like
         Signal including at least one b0 volume.
     bvals : (n,) array_like
-        b-values in s/mm^2.
+        b-values in s/mm^2, one per volume (the acquired values, not the nominal shell).
     bvecs : (3, n) array_like
         Gradient directions (zero vectors allowed for b0).
     mask : (i, j, k) array_like of bool
@@ -52,6 +61,9 @@ def fit_dti(dmri, bvals, bvecs, mask, fit_method: str = "WLS") -> DTIMaps:
     Returns
     -------
     DTIMaps
+        With ``failed`` marking masked voxels where the fit failed: non-finite values, an eigenvalue
+        clipped to DIPY's minimum diffusivity (the signal does not decay with b), or a mean
+        diffusivity above ``MAX_PLAUSIBLE_MD``.
     """
     data = np.asarray(dmri, dtype=np.float64)
     bvals_arr = np.asarray(bvals, dtype=np.float64).ravel()
@@ -60,15 +72,31 @@ def fit_dti(dmri, bvals, bvecs, mask, fit_method: str = "WLS") -> DTIMaps:
         raise InputError(f"DTI fit needs bvecs of shape (3, {bvals_arr.size}); found {bvecs_arr.shape}")
     if data.ndim != 4 or data.shape[-1] != bvals_arr.size:
         raise InputError(f"DTI fit needs a 4D image with {bvals_arr.size} volumes; found shape {data.shape}")
-    gtab = gradient_table(bvals_arr, bvecs=bvecs_arr.T, b0_threshold=50)
+    if not np.all(np.isfinite(data)):
+        raise InputError(f"DTI fit needs finite signal; found {int(np.count_nonzero(~np.isfinite(data)))} NaN/Inf values")
+    mask_arr = np.asarray(mask) > 0
+    is_b0 = bvals_arr < B0_THRESHOLD
+    gtab = gradient_table(bvals_arr, bvecs=np.where(is_b0, 0.0, bvecs_arr).T, b0_threshold=B0_THRESHOLD)
     # Predictions can be <= 0 in places (relu output, SH overshoot); DIPY clips them to its minimum signal.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=RuntimeWarning)
-        fit = TensorModel(gtab, fit_method=fit_method).fit(data, mask=np.asarray(mask).astype(bool))
-        fa = np.nan_to_num(np.asarray(fit.fa, dtype=np.float64))
-        md = np.nan_to_num(np.asarray(fit.md, dtype=np.float64))
-        pdd = np.nan_to_num(np.asarray(fit.evecs[..., :, 0], dtype=np.float64))
-    return DTIMaps(fa=fa, md=md, pdd=pdd)
+        fit = TensorModel(gtab, fit_method=fit_method).fit(data, mask=mask_arr)
+        fa_raw = np.asarray(fit.fa, dtype=np.float64)
+        md_raw = np.asarray(fit.md, dtype=np.float64)
+        evals = np.asarray(fit.evals, dtype=np.float64)
+        pdd_raw = np.asarray(fit.evecs[..., :, 0], dtype=np.float64)
+    # DIPY clips eigenvalues to 1e-6 / max(b) (mm^2/s): a tensor there did not fit decaying signal.
+    min_diffusivity = 1e-6 / max(float(bvals_arr.max()), 1.0)
+    finite = np.isfinite(fa_raw) & np.isfinite(md_raw) & np.all(np.isfinite(evals), axis=-1)
+    finite &= np.all(np.isfinite(pdd_raw), axis=-1)
+    with np.errstate(invalid="ignore"):
+        degenerate = (np.min(evals, axis=-1) <= 2 * min_diffusivity) | (md_raw > MAX_PLAUSIBLE_MD)
+    failed = mask_arr & (~finite | degenerate)
+    keep = mask_arr & ~failed
+    fa = np.where(keep, np.nan_to_num(fa_raw), 0.0)
+    md = np.where(keep, np.nan_to_num(md_raw), 0.0)
+    pdd = np.where(keep[..., None], np.nan_to_num(pdd_raw), 0.0)
+    return DTIMaps(fa=fa, md=md, pdd=pdd, failed=failed)
 
 
 def axis_angle_deg(first, second) -> np.ndarray:
@@ -83,18 +111,31 @@ def axis_angle_deg(first, second) -> np.ndarray:
 def dti_errors(predicted: DTIMaps, reference: DTIMaps, mask, fa_threshold: float = FA_THRESHOLD) -> dict[str, float]:
     """Errors of DTI maps against reference maps inside a mask.
 
+    Voxels where either fit failed (``DTIMaps.failed``) are left out of every error and counted.
+
     Returns
     -------
     dict
         ``fa_mae`` (mean |FA difference|), ``md_mae`` (mean |MD difference|, mm^2/s) over the mask, and
         ``pdd_angle_deg``: mean angle between principal eigenvectors over masked voxels whose reference FA
-        exceeds ``fa_threshold`` (NaN when there are none).
+        exceeds ``fa_threshold`` (NaN when there are none); ``dti_failed``: number of masked voxels left
+        out because a fit failed. Means over no voxel are NaN.
     """
     mask_arr = np.asarray(mask).astype(bool)
-    anisotropic = mask_arr & (reference.fa > fa_threshold)
+    failed = np.zeros_like(mask_arr)
+    for maps in (predicted, reference):
+        if maps.failed is not None:
+            failed |= maps.failed
+    valid = mask_arr & ~failed
+    anisotropic = valid & (reference.fa > fa_threshold)
     angles = axis_angle_deg(predicted.pdd[anisotropic], reference.pdd[anisotropic])
+
+    def mean_abs(first, second):
+        return float(np.mean(np.abs(first[valid] - second[valid]))) if valid.any() else float("nan")
+
     return {
-        "fa_mae": float(np.mean(np.abs(predicted.fa[mask_arr] - reference.fa[mask_arr]))),
-        "md_mae": float(np.mean(np.abs(predicted.md[mask_arr] - reference.md[mask_arr]))),
+        "fa_mae": mean_abs(predicted.fa, reference.fa),
+        "md_mae": mean_abs(predicted.md, reference.md),
         "pdd_angle_deg": float(np.mean(angles)) if angles.size else float("nan"),
+        "dti_failed": int(np.count_nonzero(mask_arr & failed)),
     }

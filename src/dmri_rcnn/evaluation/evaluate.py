@@ -21,7 +21,7 @@ def _b0_volumes(b0) -> np.ndarray:
     return arr
 
 
-def stack_for_dti(b0, context, targets, context_bvecs, target_bvecs, bval: float):
+def stack_for_dti(b0, context, targets, context_bvecs, target_bvecs, bval, context_bvals=None, target_bvals=None):
     """Assemble b0 + context + target volumes with their b-values and b-vectors for a tensor fit.
 
     Parameters
@@ -33,7 +33,10 @@ def stack_for_dti(b0, context, targets, context_bvecs, target_bvecs, bval: float
     context_bvecs : (3, q_in) array_like
     target_bvecs : (3, q_out) array_like
     bval : float
-        Shell b-value in s/mm^2.
+        Shell b-value in s/mm^2, used for volumes whose own b-value is not given.
+    context_bvals, target_bvals : (q_in,) and (q_out,) array_like, optional
+        The acquired b-value of each context and target volume (s/mm^2); use them when at hand, the
+        nominal shell value differs from the acquired ones by up to the shell tolerance.
 
     Returns
     -------
@@ -53,14 +56,25 @@ def stack_for_dti(b0, context, targets, context_bvecs, target_bvecs, bval: float
         )
     n_b0 = b0_vols.shape[-1]
     dmri = np.concatenate([b0_vols, context_arr, targets_arr], axis=-1)
-    bvals = np.concatenate([np.zeros(n_b0), np.full(ctx_rows.shape[1] + tgt_rows.shape[1], float(bval))])
+    per_volume = []
+    for given, count, name in ((context_bvals, ctx_rows.shape[1], "context"), (target_bvals, tgt_rows.shape[1], "target")):
+        values = np.full(count, float(bval)) if given is None else np.asarray(given, dtype=np.float64).ravel()
+        if values.shape != (count,):
+            raise InputError(f"{name} b-values: expected {count} (one per {name} volume), found {values.size}")
+        per_volume.append(values)
+    bvals = np.concatenate([np.zeros(n_b0), *per_volume])
     bvecs = np.concatenate([np.zeros((3, n_b0)), ctx_rows, tgt_rows], axis=1)
     return dmri, bvals, bvecs
 
 
-def fit_dti_with_targets(b0, context, targets, context_bvecs, target_bvecs, bval: float, mask) -> DTIMaps:
-    """DTI maps from b0 + context + ``targets`` (acquired for the reference, predicted for a method)."""
-    dmri, bvals, bvecs = stack_for_dti(b0, context, targets, context_bvecs, target_bvecs, bval)
+def fit_dti_with_targets(
+    b0, context, targets, context_bvecs, target_bvecs, bval: float, mask, context_bvals=None, target_bvals=None
+) -> DTIMaps:
+    """DTI maps from b0 + context + ``targets`` (acquired for the reference, predicted for a method).
+
+    ``context_bvals`` / ``target_bvals``: per-volume b-values, see :func:`stack_for_dti`.
+    """
+    dmri, bvals, bvecs = stack_for_dti(b0, context, targets, context_bvecs, target_bvecs, bval, context_bvals, target_bvals)
     return fit_dti(dmri, bvals, bvecs, mask)
 
 
@@ -105,6 +119,8 @@ def evaluate_prediction(
     context_bvecs=None,
     target_bvecs=None,
     bval: float | None = None,
+    context_bvals=None,
+    target_bvals=None,
     reference_dti: DTIMaps | None = None,
     tissue_map=None,
     tissue_names: Mapping[int, str] | None = None,
@@ -127,6 +143,8 @@ def evaluate_prediction(
     context_bvecs, target_bvecs : (3, q) array_like, optional
     bval : float, optional
         Shell b-value (s/mm^2).
+    context_bvals, target_bvals : (q_in,), (q_out,) array_like, optional
+        Acquired b-values of the context and target volumes; the DTI fit uses them instead of ``bval``.
     reference_dti : DTIMaps, optional
         Precomputed reference maps (b0 + context + acquired targets) to avoid refitting for each method.
     tissue_map : (i, j, k) int array_like, optional
@@ -144,7 +162,9 @@ def evaluate_prediction(
         ``mae``, ``rmse`` (signal units), ``psnr`` (dB; data range = max - min of the acquired targets in
         the mask; ``inf`` for a perfect prediction), ``ssim`` (mean over volumes), the same four on the
         signal divided by the mean b0 (``*_norm``), and with DTI inputs ``fa_mae``, ``md_mae`` (mm^2/s),
-        ``pdd_angle_deg`` (degrees), plus tissue and ground-truth entries as described above.
+        ``pdd_angle_deg`` (degrees) over the voxels where both tensor fits succeeded and ``dti_failed``
+        (the number of masked voxels left out because a fit failed), plus tissue and ground-truth
+        entries as described above.
     """
     pred, ref, mask_arr = check_volumes(predicted, acquired, mask)
     b0_mean = mean_b0(b0)
@@ -161,9 +181,10 @@ def evaluate_prediction(
     dti_inputs = (context, context_bvecs, target_bvecs, bval)
     predicted_dti = None
     if all(item is not None for item in dti_inputs):
+        per_volume = {"context_bvals": context_bvals, "target_bvals": target_bvals}
         if reference_dti is None:
-            reference_dti = fit_dti_with_targets(b0, context, ref, context_bvecs, target_bvecs, bval, mask_arr)
-        predicted_dti = fit_dti_with_targets(b0, context, pred, context_bvecs, target_bvecs, bval, mask_arr)
+            reference_dti = fit_dti_with_targets(b0, context, ref, context_bvecs, target_bvecs, bval, mask_arr, **per_volume)
+        predicted_dti = fit_dti_with_targets(b0, context, pred, context_bvecs, target_bvecs, bval, mask_arr, **per_volume)
         metrics.update(dti_errors(predicted_dti, reference_dti, mask_arr, fa_threshold))
     elif any(item is not None for item in dti_inputs):
         raise InputError("DTI metrics need all of context, context_bvecs, target_bvecs and bval")
@@ -175,6 +196,8 @@ def evaluate_prediction(
         if truth.shape != (*mask_arr.shape, 3):
             raise InputError(f"true_pdd must have shape {(*mask_arr.shape, 3)}; found {truth.shape}")
         region = mask_arr & (reference_dti.fa > fa_threshold) & (np.linalg.norm(truth, axis=-1) > 0)
+        if predicted_dti.failed is not None:
+            region &= ~predicted_dti.failed
         angles = axis_angle_deg(predicted_dti.pdd[region], truth[region])
         metrics["pdd_angle_truth_deg"] = float(np.mean(angles)) if angles.size else float("nan")
 
@@ -189,6 +212,7 @@ def evaluate_prediction(
                 tissue_metrics = dict.fromkeys(["mae", "rmse", "mae_norm"], float("nan"))
                 if predicted_dti is not None:
                     tissue_metrics.update(dict.fromkeys(["fa_mae", "md_mae", "pdd_angle_deg"], float("nan")))
+                    tissue_metrics["dti_failed"] = 0
             else:
                 diff = pred[region] - ref[region]
                 tissue_metrics = {"mae": float(np.mean(np.abs(diff))), "rmse": float(np.sqrt(np.mean(diff**2)))}

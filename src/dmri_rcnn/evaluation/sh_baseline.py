@@ -45,20 +45,27 @@ def as_bvec_rows(bvecs, name: str = "bvecs") -> np.ndarray:
     ----------
     bvecs : (3, N) array_like
         Gradient directions as stored in an FSL ``bvec`` file. An ``(N, 3)`` array with N != 3 is
-        transposed.
+        transposed. Lengths within ``1 ± core.io.BVEC_UNIT_TOLERANCE`` are renormalised; zero vectors
+        (b0) and other lengths are refused (see :func:`dmri_rcnn.core.io.check_bvecs`).
     name : str
         Name used in error messages.
     """
+    from dmri_rcnn.core.io import check_bvecs
+
     arr = np.asarray(bvecs, dtype=np.float64)
     if arr.ndim != 2 or 3 not in arr.shape:
         raise InputError(f"{name} must have shape (3, N); found shape {arr.shape}")
     if arr.shape[0] != 3:
         arr = arr.T
-    norms = np.linalg.norm(arr, axis=0)
-    if np.any(np.abs(norms - 1.0) > 1e-2):
-        bad = int(np.argmax(np.abs(norms - 1.0)))
-        raise InputError(f"{name}: expected unit b-vectors; column {bad} has length {norms[bad]:.4g}")
-    return arr / norms
+    return check_bvecs(arr, name, allow_b0=False)
+
+
+def underdetermined(sh_order: int, n_directions: int, smooth: float) -> bool:
+    """True when an unsmoothed SH fit of ``sh_order`` has more coefficients than directions to fit.
+
+    Such a fit is not unique; the minimum-norm solution is biased towards zero between the samples.
+    """
+    return smooth <= 0 and n_sh_coefficients(sh_order) > n_directions
 
 
 def _sh_basis_matrix(bvecs: np.ndarray, sh_order: int, basis: str) -> tuple[np.ndarray, np.ndarray]:
@@ -160,12 +167,22 @@ def sh_interpolate(
     -------
     (..., q_out) float32 ndarray
         Predicted signal in the units of ``context_dmri``.
+
+    Raises
+    ------
+    InputError
+        Bad b-vectors, or an order with more coefficients than context directions and no smoothing.
     """
     context = np.asarray(context_dmri)
     context_rows = as_bvec_rows(context_bvecs, "context bvecs")
     if context.shape[-1] != context_rows.shape[1]:
         raise InputError(
             f"context dMRI has {context.shape[-1]} volumes but context bvecs have {context_rows.shape[1]} directions"
+        )
+    if sh_order >= 0 and sh_order % 2 == 0 and underdetermined(sh_order, context_rows.shape[1], smooth):
+        raise InputError(
+            f"SH order {sh_order} has {n_sh_coefficients(sh_order)} coefficients but there are only "
+            f"{context_rows.shape[1]} context directions; choose a lower order or a smoothing > 0"
         )
     matrix = sh_interpolation_matrix(context_rows, target_bvecs, sh_order, basis, smooth)
     flat = context.reshape(-1, context.shape[-1]).astype(np.float64)
@@ -270,8 +287,11 @@ def select_sh_on_held_out(
         raise InputError("SH selection on held-out directions needs at least one example")
 
     table = []
+    fewest = min(rows.shape[1] for _, _, rows, _ in prepared)
     for sh_order in orders:
         for smooth in smooths:
+            if underdetermined(int(sh_order), fewest, float(smooth)):
+                continue  # sh_interpolate refuses this setting
             total, count = 0.0, 0
             for context, targets, context_rows, target_rows in prepared:
                 matrix = sh_interpolation_matrix(context_rows, target_rows, int(sh_order), basis, float(smooth))
@@ -346,6 +366,8 @@ def select_sh_parameters(
     for sh_order in orders:
         basis_matrix, degrees = _sh_basis_matrix(bvecs, sh_order, basis)
         for smooth in smooths:
+            if underdetermined(int(sh_order), q_in, float(smooth)):
+                continue  # sh_interpolate refuses this setting
             # Row k of `weights` predicts held-out direction k from the other q_in - 1 (zero weight on itself).
             weights = np.zeros((q_in, q_in))
             for held_out in range(q_in):

@@ -51,8 +51,10 @@ def summarise_metrics(rows: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        Columns ``method, shell, q_in, n_subjects`` then, per metric, ``{metric}`` (mean over subjects) and
-        ``{metric}_sd`` (sample standard deviation, ddof = 1; NaN for one subject). Rows ordered by
+        Columns ``method, shell, q_in, n_subjects`` then, per metric, ``{metric}`` (mean over subjects),
+        ``{metric}_sd`` (sample standard deviation, ddof = 1; NaN for one subject) and ``{metric}_n`` (the
+        number of subjects behind that mean: those whose value is not NaN, e.g. a DTI error with no
+        voxel left after failed fits). Rows ordered by
         method (SH_original, SH, 1D, 3D, others), shell, q_in. Infinite values (PSNR of a perfect
         prediction) give an infinite mean and a NaN sd.
     """
@@ -68,11 +70,13 @@ def summarise_metrics(rows: pd.DataFrame) -> pd.DataFrame:
     with np.errstate(invalid="ignore"):
         means = grouped[metric_columns].mean()
         sds = grouped[metric_columns].std(ddof=1)
+        counts = grouped[metric_columns].count()
     summary = pd.DataFrame(index=means.index)
     summary["n_subjects"] = grouped[SUBJECT_COLUMN].nunique()
     for col in metric_columns:
         summary[col] = means[col]
         summary[f"{col}_sd"] = sds[col]
+        summary[f"{col}_n"] = counts[col].astype(int)
     summary = summary.reset_index()
     order = sorted(
         range(len(summary)),

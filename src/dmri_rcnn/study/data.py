@@ -38,9 +38,9 @@ def crop_subject(dmri: PathLike, bvals: PathLike, bvecs: PathLike, mask: PathLik
     The cropped spatial shape (i', j', k').
     """
     data, affine = io.load_nifti(dmri, return_affine=True)
-    brain = io.load_nifti(mask, dtype=np.uint8)
+    brain = io.load_mask(mask).astype(np.uint8)
     bval = io.load_bval(bvals)
-    bvec = io.load_bvec(bvecs)
+    bvec = io.load_bvec(bvecs, bvals=bval)
     if data.shape[-1] != bval.size or bvec.shape[1] != bval.size:
         raise InputError(
             f"{dmri}: {data.shape[-1]} volumes, but {bvals} lists {bval.size} b-values and {bvecs} "
@@ -83,9 +83,9 @@ def split_octants(
     The number of parts written (1 or 8).
     """
     data, affine = io.load_nifti(dmri, return_affine=True)
-    brain = io.load_nifti(mask, dtype=np.uint8)
+    brain = io.load_mask(mask).astype(np.uint8)
     bval = io.load_bval(bvals)
-    bvec = io.load_bvec(bvecs)
+    bvec = io.load_bvec(bvecs, bvals=bval)
     if data.size > max_values:
         parts = list(zip(io.split_image_to_octants(data), io.split_image_to_octants(brain)))
     else:
@@ -113,9 +113,10 @@ def make_tfrecords(parts_dir: PathLike, out_dir: PathLike) -> list[Path]:
     written = []
     for part in parts:
         data = io.load_nifti(part / "data.nii")
-        brain = io.load_nifti(part / "nodif_brain_mask.nii", dtype=np.uint8)
+        brain = io.load_mask(part / "nodif_brain_mask.nii")
         path = out_dir / f"{part.name}.tfrecord"
-        save_tfrecord_data(data, io.load_bvec(part / "bvecs"), io.load_bval(part / "bvals"), brain, path)
+        bval = io.load_bval(part / "bvals")
+        save_tfrecord_data(data, io.load_bvec(part / "bvecs", bvals=bval), bval, brain, path)
         written.append(path)
     return written
 
@@ -161,7 +162,7 @@ def subsample_context(
 
     data, affine = io.load_nifti(dmri, return_affine=True)
     bval = io.load_bval(bvals)
-    bvec = io.load_bvec(bvecs)
+    bvec = io.load_bvec(bvecs, bvals=bval)
     shell_dmri, shell_bvecs, shell_bvals = select_shell(data, bvec, bval, shell, tolerance)
     context_index, target_index = select_context_directions(shell_bvecs, int(q_in), seed, antipodal=antipodal)
     is_b0 = bval < b0_threshold

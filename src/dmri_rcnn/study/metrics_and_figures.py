@@ -20,7 +20,8 @@ def evaluate_method(files: dict, subject: str, method: str, shell: int, q_in: in
     Parameters
     ----------
     files : paths ``prediction``, ``targets``, ``target_bvecs``, ``context``, ``context_bvecs``, ``b0``,
-        ``mask`` and, for synthetic subjects, ``tissue``, ``fibre_dirs`` ((i, j, k, 3 n) components) and
+        ``mask``, optionally ``context_bvals`` and ``target_bvals`` (the DTI fit then uses the acquired
+        b-value of every volume instead of the nominal shell) and, for synthetic subjects, ``tissue``, ``fibre_dirs`` ((i, j, k, 3 n) components) and
         ``fibre_fractions`` for per-tissue and ground-truth metrics.
     subject, method, shell, q_in : identify the row.
     out_path : output TSV with columns ``subject, method, shell, q_in`` and the metrics of
@@ -44,12 +45,14 @@ def evaluate_method(files: dict, subject: str, method: str, shell: int, q_in: in
     metrics = evaluate_prediction(
         io.load_nifti(files["prediction"]),
         io.load_nifti(files["targets"]),
-        io.load_nifti(files["mask"], dtype=np.uint8) > 0,
+        io.load_mask(files["mask"]),
         io.load_nifti(files["b0"]),
         context=io.load_nifti(files["context"]),
         context_bvecs=io.load_bvec(files["context_bvecs"]),
         target_bvecs=io.load_bvec(files["target_bvecs"]),
         bval=float(shell),
+        context_bvals=io.load_bval(files["context_bvals"]) if "context_bvals" in files else None,
+        target_bvals=io.load_bval(files["target_bvals"]) if "target_bvals" in files else None,
         **extra,
     )
     row = {"subject": subject, "method": method, "shell": int(shell), "q_in": int(q_in), **metrics}
@@ -83,7 +86,7 @@ def plot_example_slices(targets: PathLike, mask: PathLike, predictions: dict, ou
     plot.plot_comparison_slices(
         acquired,
         predicted,
-        mask=io.load_nifti(mask, dtype=np.uint8) > 0,
+        mask=io.load_mask(mask),
         title=f"target direction {direction}",
         path=out_path,
     )
@@ -109,14 +112,16 @@ def plot_fa_maps(files: dict, predictions: dict, shell: int, out_path: PathLike)
     from dmri_rcnn import plot
     from dmri_rcnn.evaluation import fit_dti_with_targets
 
-    mask = io.load_nifti(files["mask"], dtype=np.uint8) > 0
+    mask = io.load_mask(files["mask"])
     b0 = io.load_nifti(files["b0"])
     context = io.load_nifti(files["context"])
     context_bvecs = io.load_bvec(files["context_bvecs"], dtype=np.float64)
     target_bvecs = io.load_bvec(files["target_bvecs"], dtype=np.float64)
 
+    per_volume = {key: io.load_bval(files[key]) for key in ("context_bvals", "target_bvals") if key in files}
+
     def fa_of(targets):
-        return fit_dti_with_targets(b0, context, targets, context_bvecs, target_bvecs, float(shell), mask).fa
+        return fit_dti_with_targets(b0, context, targets, context_bvecs, target_bvecs, float(shell), mask, **per_volume).fa
 
     fa_maps = {"acquired": fa_of(io.load_nifti(files["targets"]))}
     fa_maps.update({method: fa_of(io.load_nifti(path)) for method, path in predictions.items()})

@@ -64,7 +64,7 @@ def predict_with_trained_model(
         model = get_autoencoder(int(model_dim), weights=None, width=width, min_filters=min_filters)
         load_model_weights(model, weights, model_dim=int(model_dim))
     dmri, affine = io.load_nifti(context, return_affine=True)
-    brain = io.load_nifti(mask, dtype=np.uint8)
+    brain = io.load_mask(mask)
     percentile = spec is not None and spec.scaling == "percentile"
     prediction = infer(
         dmri,
@@ -72,7 +72,7 @@ def predict_with_trained_model(
         io.load_bvec(target_bvecs),
         brain,
         model,
-        scale=percentile_scale(dmri, brain > 0, 99) if percentile else shell_scale(int(shell)),
+        scale=percentile_scale(dmri, brain, 99) if percentile else shell_scale(int(shell)),
         batch_size=batch_size,
         progress=progress,
     )

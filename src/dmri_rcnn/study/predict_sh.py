@@ -36,7 +36,7 @@ def select_sh_on_validation(examples: list[dict], settings: dict, out_path: Path
             "context_bvecs": io.load_bvec(files["context_bvecs"]),
             "targets": io.load_nifti(files["targets"]),
             "target_bvecs": io.load_bvec(files["target_bvecs"]),
-            "mask": io.load_nifti(files["mask"], dtype=np.uint8) > 0,
+            "mask": io.load_mask(files["mask"]),
         }
         for files in examples
     ]
@@ -93,7 +93,7 @@ def predict_with_sh(
         saved = json.loads(Path(selection).read_text())
         chosen = {key: saved[key] for key in ("sh_order", "smooth", "basis", "error", "criterion")}
     elif settings["sh_order"] == "auto":
-        brain = io.load_nifti(mask, dtype=np.uint8) > 0
+        brain = io.load_mask(mask)
         chosen = select_sh_parameters(dmri, bvec_in, brain, basis=basis, seed=seed).settings()
     else:
         chosen = {"sh_order": int(settings["sh_order"]), "smooth": float(settings.get("smooth", 0.0)), "basis": basis}

@@ -40,8 +40,8 @@ def load_trained_model(weights: str | os.PathLike, spec: ModelSpec | None = None
     Raises
     ------
     InputError
-        No description, an invalid one, or weights that do not fit it (one line naming the variable, the
-        shape the described model needs and the shape found in the file).
+        No description, an invalid one, or weights that do not fit it (one line naming the architecture
+        expected, the one found in the file, and the description).
     """
     from dmri_rcnn.core.weights import load_model_weights
 
@@ -59,7 +59,7 @@ def load_trained_model(weights: str | os.PathLike, spec: ModelSpec | None = None
     try:
         load_model_weights(model, weights, model_dim=spec.model_dim)
     except InputError as err:
-        raise InputError(f"{err} (expected: the {spec.describe()} of {described_by})") from None
+        raise InputError(f"{err}; the {spec.describe()} described by {described_by} was built") from None
     return model
 
 

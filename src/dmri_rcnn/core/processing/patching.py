@@ -56,7 +56,7 @@ def extract_patches(
     pad = central_padding(volume.shape, patch_shape)
     extra = volume.shape[3:]
     padded = np.pad(volume, np.concatenate([pad, np.zeros((len(extra), 2), np.int64)]))
-    padded_mask = np.pad(mask != 0, pad)
+    padded_mask = np.pad(mask > 0, pad)
     grid = patch_grid_shape(volume.shape, patch_shape)
     m, n, o = (int(s) for s in patch_shape)
     blocks = padded.reshape(grid[0], m, grid[1], n, grid[2], o, *extra)

@@ -25,6 +25,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
+from dmri_rcnn.core.io import check_bvecs
 from dmri_rcnn.core.processing.directions import farthest_point_subsets
 from dmri_rcnn.core.processing.patching import extract_patches_tf
 from dmri_rcnn.core.processing.scaling import percentile_scale, shell_scale
@@ -34,7 +35,7 @@ from dmri_rcnn.errors import InputError
 
 __all__ = ["TrainingProcessor"]
 
-_SHAPE_FEATURES = {key: _FEATURES[key] for key in ("i", "j", "k", "b", "bval")}
+_SHAPE_FEATURES = {key: _FEATURES[key] for key in ("i", "j", "k", "b", "bval", "bvec")}
 
 
 class TrainingProcessor:
@@ -139,8 +140,9 @@ class TrainingProcessor:
         batch_size : examples per batch (``bsize`` is the original's name for it).
         buffer_size : shuffle buffer, in examples (training only).
         run_par : decode and patch subjects in parallel.
-        check_files : read every file once up front so that a missing or unreadable file, or a shell
-            with fewer than ``q_in + q_out`` directions, raises an InputError now rather than mid-fit.
+        check_files : read every file once up front so that a missing or unreadable file, a shell
+            with fewer than ``q_in + q_out`` directions, or a diffusion direction that is not a unit
+            vector (see :func:`dmri_rcnn.core.io.check_bvecs`) raises an InputError now rather than mid-fit.
 
         Returns
         -------
@@ -187,6 +189,9 @@ class TrainingProcessor:
             raise InputError(f"{path}: TFRecord file holds no subject record")
         for header in headers:
             bvals = tf.io.parse_tensor(header["bval"], tf.float32).numpy()
+            # records of other writers (the original's) may hold non-unit directions: refuse them here
+            bvecs = tf.io.parse_tensor(header["bvec"], tf.float32).numpy().reshape(3, -1)
+            check_bvecs(bvecs, f"{path} (bvecs)", bvals=bvals)
             for shell in self.shells:
                 count = int(np.count_nonzero(np.abs(bvals - shell) <= self.shell_tolerance))
                 if count < self.set_size:

@@ -34,3 +34,42 @@ def percentile_scale(dmri: np.ndarray, mask: np.ndarray, percentile: float = 99.
     if not np.isfinite(value) or value <= 0:
         raise InputError(f"the {percentile:g}th percentile of the signal in the mask is {value}; expected > 0")
     return value
+
+
+#: The signal's median inside the mask may differ from the scale divisor by this factor before a warning.
+SCALE_WARNING_FACTOR = 10.0
+
+
+def signal_scale_problem(dmri: np.ndarray, mask: np.ndarray, scale: float, shell: int | None = None) -> str | None:
+    """Describe why ``dmri`` looks wrong for a fixed divisor ``scale``, or return None.
+
+    The models were trained on signal divided by a per-shell constant suited to HCP intensities; a
+    scan whose median signal inside the mask is more than ``SCALE_WARNING_FACTOR`` times larger or
+    smaller (another scanner or unit), or that holds negative values, is likely to give a meaningless
+    prediction. The per-subject 99th-percentile scaling (``-c -n``) adapts to it.
+
+    Parameters
+    ----------
+    dmri : (i, j, k, q) raw signal.
+    mask : (i, j, k) bool brain mask.
+    scale : the divisor that will be used (e.g. ``shell_scale(shell)``).
+    """
+    inside = np.asarray(dmri)[np.asarray(mask, dtype=bool)]
+    if inside.size == 0:
+        return None
+    negative = int(np.count_nonzero(inside < 0))
+    if negative:
+        return (
+            f"{negative} negative signal value(s) inside the mask; diffusion signal is >= 0, check the "
+            "scan's scaling (the models expect raw magnitude signal)"
+        )
+    median = float(np.median(inside))
+    ratio = median / float(scale)
+    if ratio > SCALE_WARNING_FACTOR or ratio < 1.0 / SCALE_WARNING_FACTOR:
+        shell_text = f"the b={shell} " if shell is not None else "the "
+        return (
+            f"median signal inside the mask is {median:.4g}, {ratio:.3g} times {shell_text}scale constant "
+            f"{scale:g} the models assume; the prediction will likely be meaningless: use -c -n "
+            "(per-subject 99th-percentile scaling; published for the 3D model, q_in 10) or rescale the scan"
+        )
+    return None

@@ -25,7 +25,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import tensorflow as tf
 
-from dmri_rcnn.core.io import check_finite, validate_dmri_set
+from dmri_rcnn.core.io import check_bvecs, check_finite, validate_dmri_set
 from dmri_rcnn.errors import InputError
 from dmri_rcnn.utils import atomic_path
 
@@ -78,9 +78,10 @@ def save_tfrecord_data(
     Parameters
     ----------
     dmri : (i, j, k, q) float32 or float64 signal (stored as float32).
-    bvecs : (3, q) b-vectors ((q, 3) is transposed).
+    bvecs : (3, q) b-vectors ((q, 3) is transposed): unit vectors except b0 volumes (b < 50 s/mm²),
+        stored renormalised, with b0 columns as zero vectors.
     bvals : (q,) b-values, s/mm².
-    mask : (i, j, k) brain mask; stored as int8 0/1 (any non-zero value is inside).
+    mask : (i, j, k) brain mask; stored as int8 0/1 (a value > 0 is inside).
     path : output file, conventionally ``*.tfrecord``; parent folders are created.
 
     Raises
@@ -96,6 +97,8 @@ def save_tfrecord_data(
         bvecs = bvecs.T
     names = {"dmri": f"{name} (dmri)", "bvec": f"{name} (bvecs)", "bval": f"{name} (bvals)", "mask": f"{name} (mask)"}
     validate_dmri_set(dmri, bvecs, np.asarray(bvals), np.asarray(mask), names)
+    # stored as validated: diffusion directions renormalised to unit length, b0 columns zero
+    bvecs = check_bvecs(bvecs, names["bvec"], bvals=np.asarray(bvals))
     with np.errstate(over="ignore"):  # an overflow becomes Inf, reported just below
         dmri32 = np.ascontiguousarray(dmri, dtype=np.float32)
     check_finite(dmri32, names["dmri"] + " after conversion to float32")
@@ -108,7 +111,7 @@ def save_tfrecord_data(
         "dmri": _tensor_feature(dmri32),
         "bvec": _tensor_feature(np.ascontiguousarray(bvecs, dtype=np.float32)),
         "bval": _tensor_feature(np.ascontiguousarray(bvals, dtype=np.float32)),
-        "mask": _tensor_feature((np.asarray(mask) != 0).astype(np.int8)),
+        "mask": _tensor_feature((np.asarray(mask) > 0).astype(np.int8)),
         "i": _int_feature(dmri.shape[0]),
         "j": _int_feature(dmri.shape[1]),
         "k": _int_feature(dmri.shape[2]),
