@@ -390,3 +390,46 @@ def test_study_weight_sources_are_checked_before_any_job(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match="the weights this run's training writes"):
         _study(weights="results/models/{model}/best.weights.h5", epochs=2)
+
+
+def test_the_all_norm_variant_is_chosen_by_models_combined_norm():
+    from dmri_rcnn.errors import ConfigError
+    from dmri_rcnn.study.pretrained import check_model_weights, published_checkpoint, pretrained_weights
+
+    config = {"models": {"weights": "published", "width": 1.0, "combined": {"norm": True}}, "training": {"epochs": 0}}
+    assert published_checkpoint(config, "3D_all_q10") == (3, "all_norm", 10)
+    assert published_checkpoint(config, "3D_b2000_q10") == (3, 2000, 10)
+    assert pretrained_weights(config, "3D_all_q10") == "resources/published_weights/3D_all_q10.weights.h5"
+    config["models"]["weights"] = "scratch"
+    config["training"]["epochs"] = 3
+    with pytest.raises(ConfigError, match="models.combined.norm: 99th-percentile scaling exists only for the published"):
+        check_model_weights(config, {})
+
+
+def test_study_inference_follows_the_described_scaling(tmp_path):
+    """A model described with percentile scaling (the published all_norm) is fed the context / its 99th percentile."""
+    from dmri_rcnn.core.model import save_trained_model
+    from dmri_rcnn.core.processing.scaling import percentile_scale
+    from dmri_rcnn.study.predict_rcnn import predict_with_trained_model
+
+    model = random_published_model(1, seed=13)
+    weights = tmp_path / "norm.weights.h5"
+    save_trained_model(model, ModelSpec(model_dim=1, q_in=6, shells=(1000, 2000, 3000), scaling="percentile"), weights)
+    paths = write_context(tmp_path / "subject")
+    out = tmp_path / "prediction.nii.gz"
+    predicted = predict_with_trained_model(
+        context=paths["dmri_in"], context_bvecs=paths["bvec_in"], target_bvecs=paths["bvec_out"], mask=paths["mask"],
+        weights=weights, model_dim=1, width=1.0, shell=2000, out_path=out,
+    )
+    dmri = nib.load(paths["dmri_in"]).get_fdata(dtype=np.float32)
+    mask = nib.load(paths["mask"]).get_fdata() > 0
+    expected = infer(dmri, np.loadtxt(paths["bvec_in"]), np.loadtxt(paths["bvec_out"]), mask, model,
+                     scale=percentile_scale(dmri, mask, 99), progress=False)
+    np.testing.assert_allclose(predicted, expected, rtol=1e-5, atol=1e-2)
+    shell_scaled = infer(dmri, np.loadtxt(paths["bvec_in"]), np.loadtxt(paths["bvec_out"]), mask, model, shell=2000,
+                         progress=False)
+    assert np.max(np.abs(expected - shell_scaled)) > 1.0
+    with pytest.raises(InputError, match="the study expects a 3D model"):
+        predict_with_trained_model(context=paths["dmri_in"], context_bvecs=paths["bvec_in"],
+                                   target_bvecs=paths["bvec_out"], mask=paths["mask"], weights=weights, model_dim=3,
+                                   width=1.0, shell=2000, out_path=tmp_path / "never.nii.gz")
