@@ -15,7 +15,11 @@ from dmri_rcnn.core.weights import PUBLISHED_WEIGHTS, save_original_checkpoint, 
 
 
 def randomise(model, seed: int) -> None:
-    """Give every variable of ``model`` a random value of a plausible size (the equivalence test's rules)."""
+    """Give every variable of ``model`` a random value of a plausible size.
+
+    The rules are those of the original-side script in test_original_equivalence.py, so a seed gives
+    both implementations equal values.
+    """
     rng = np.random.default_rng(seed)
     for var in model.weights:
         shape = tuple(var.shape)
