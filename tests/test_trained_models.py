@@ -16,12 +16,10 @@ from dmri_rcnn.cli.run_dmri_rcnn import main
 from dmri_rcnn.core.inference import infer
 from dmri_rcnn.core.model import get_1d_autoencoder, load_trained_model
 from dmri_rcnn.core.model_spec import ModelSpec, read_model_spec, sidecar_path, write_model_spec
-from dmri_rcnn.core.processing import save_tfrecord_data
 from dmri_rcnn.core.processing.directions import arc_distances, evenly_spread_directions
 from dmri_rcnn.core.super_resolution import hcp_like_directions, super_resolve
 from dmri_rcnn.core.weights import save_model_weights
 from dmri_rcnn.errors import InputError
-from dmri_rcnn.simulation import simulate_subject
 from dmri_rcnn.training import TrainingConfig, train_model
 from published_weights import random_published_model, serve_tree
 
@@ -56,18 +54,6 @@ def weights_server(monkeypatch):
         server.shutdown()
         server.server_close()
         thread.join()
-
-
-@pytest.fixture(scope="module")
-def records(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("records")
-    paths = []
-    for name, seed in (("train", 1), ("val", 2)):
-        subject = simulate_subject(seed=seed, shape=(12, 12, 10), n_directions=20, n_b0=1)
-        path = folder / name / "part-0.tfrecord"
-        save_tfrecord_data(subject.dmri, subject.bvecs, subject.bvals, subject.mask, path)
-        paths.append(path)
-    return paths
 
 
 def train(records, out, **kwargs):
