@@ -63,3 +63,19 @@ def run_original(original_python: Path, script: str, *args: str, timeout: int = 
 @pytest.fixture
 def python_exe() -> str:
     return sys.executable
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    """Two small simulated subjects as TFRecords: ``[train, validation]`` (12x12x10 voxels, 20 directions)."""
+    from dmri_rcnn.core.processing import save_tfrecord_data
+    from dmri_rcnn.simulation import simulate_subject
+
+    folder = tmp_path_factory.mktemp("records")
+    paths = []
+    for name, seed in (("train", 1), ("val", 2)):
+        subject = simulate_subject(seed=seed, shape=(12, 12, 10), n_directions=20, n_b0=1)
+        path = folder / name / "part-0.tfrecord"
+        save_tfrecord_data(subject.dmri, subject.bvecs, subject.bvals, subject.mask, path)
+        paths.append(path)
+    return paths

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from conftest import run_original
+from published_weights import randomise
 from dmri_rcnn.core.model import get_1d_autoencoder, get_3d_autoencoder
 from dmri_rcnn.core.weights import save_original_checkpoint
 
@@ -110,32 +111,6 @@ def _unit_vectors(rng, n):
     return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
 
 
-def randomise_keras3(model, seed):
-    """Same value rules as the original-side script, for a Keras 3 model."""
-    rng = np.random.default_rng(seed)
-    for var in model.weights:
-        shape = tuple(var.shape)
-        name = var.name
-        if name in ("kernel", "recurrent_kernel"):
-            limit = np.sqrt(6.0 / np.prod(shape[:-1]))
-            value = rng.uniform(-limit, limit, shape)
-            if shape[-1] == 1:  # output unit: positive weights keep the final ReLU mostly active
-                value = np.abs(value)
-        elif name == "bias":
-            value = np.full(shape, 0.1) if shape == (1,) else rng.normal(0.0, 0.1, shape)
-        elif name == "gamma":
-            value = rng.uniform(0.5, 1.5, shape)
-        elif name == "beta":
-            value = rng.normal(0.0, 0.2, shape)
-        elif name == "moving_mean":
-            value = rng.normal(0.0, 0.3, shape)
-        elif name == "moving_variance":
-            value = rng.uniform(0.5, 2.0, shape)
-        else:
-            raise AssertionError(f"unexpected variable {var.path}")
-        var.assign(value.astype(np.float32))
-
-
 def write_subject(work: Path, rng) -> None:
     """25x10x10 subject, 6 context and 5 target directions; the mask leaves the last padded patch empty."""
     shape = (25, 10, 10)
@@ -165,7 +140,7 @@ def original_outputs(tmp_path_factory, original_python):
     np.savez(work / "patches.npz", images=images, bvec_in=bvec_in, bvec_out=bvec_out)
 
     ours = get_3d_autoencoder()
-    randomise_keras3(ours, 77)
+    randomise(ours, 77)
     save_original_checkpoint(ours, work / "ours3" / "weights")
     ours_pred = ours.predict([images, bvec_in, bvec_out], batch_size=4, verbose=0)
 

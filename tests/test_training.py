@@ -16,18 +16,6 @@ from dmri_rcnn.simulation import simulate_subject
 from dmri_rcnn.training import TrainingConfig, read_checkpoint_state, settings_fingerprint, train_model
 
 
-@pytest.fixture(scope="module")
-def records(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("records")
-    paths = []
-    for name, seed in (("train", 1), ("val", 2)):
-        subject = simulate_subject(seed=seed, shape=(12, 12, 10), n_directions=20, n_b0=1)
-        path = folder / name / "part-0.tfrecord"
-        save_tfrecord_data(subject.dmri, subject.bvecs, subject.bvals, subject.mask, path)
-        paths.append(path)
-    return paths
-
-
 class Interrupt(keras.callbacks.Callback):
     """Stops the run like a kill would, right after the checkpoint of ``epoch`` was committed."""
 

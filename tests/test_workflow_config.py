@@ -76,6 +76,23 @@ BAD_CONFIGS = {
         "steps_per_epoch",
     ),
     "unknown key (schema)": (lambda c: c["training"].update(epochz=3), "training", "epochz"),
+    "published at width 0.05": (lambda c: c["models"].update(weights="published"), "models.width", "full width"),
+    "no published model": (
+        lambda c: (c["models"].update(weights="published", width=1.0), c["evaluation"][0].update(shell=2000)),
+        "models.weights",
+        "model 1D_b2000_q6 has no published weights; published: 1D_b1000_q6",
+    ),
+    "evaluation only from scratch": (lambda c: c["training"].update(epochs=0), "training.epochs", "models.weights"),
+    "missing weights of a path pattern": (
+        lambda c: (c["models"].update(weights="elsewhere/{model}.weights.h5"), c["training"].update(epochs=0)),
+        "models.weights",
+        "expected elsewhere/1D_b1000_q6.weights.h5",
+    ),
+    "super-resolve with a model not in the study": (
+        lambda c: c.update(super_resolve={"subjects": ["x1"], "model": "3D_b2000_q10"}),
+        "super_resolve.model",
+        "3D_b2000_q10 is not one of the study's models",
+    ),
     "bad source (schema)": (lambda c: c["subjects"].update(source="ftp"), "source", "ftp"),
 }
 
@@ -143,10 +160,11 @@ def local_s3():
         process.wait(timeout=10)
 
 
-def test_paper_config_dry_run_builds_the_full_dag_without_downloading(tmp_path, local_s3):
+def paper_dry_run(tmp_path, local_s3, config_name: str):
+    """Dry run of a config/<name> HCP study against a local S3 server holding placeholder objects."""
     import boto3
 
-    paper = yaml.safe_load((REPO_ROOT / "config" / "paper.yaml").read_text())
+    paper = yaml.safe_load((REPO_ROOT / "config" / config_name).read_text())
     client = boto3.client(
         "s3", endpoint_url=local_s3, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
     )
@@ -165,7 +183,7 @@ def test_paper_config_dry_run_builds_the_full_dag_without_downloading(tmp_path, 
         "--cores",
         "1",
         "--configfile",
-        str(REPO_ROOT / "config" / "paper.yaml"),
+        str(REPO_ROOT / "config" / config_name),
         "--storage-s3-endpoint-url",
         local_s3,
         "--storage-s3-access-key",
@@ -173,13 +191,29 @@ def test_paper_config_dry_run_builds_the_full_dag_without_downloading(tmp_path, 
         "--storage-s3-secret-key",
         "test",
     )
-    counts = job_counts(result.stdout)
+    return paper, subjects, job_counts(result.stdout)
+
+
+def test_paper_config_dry_run_builds_the_full_dag_without_downloading(tmp_path, local_s3):
+    paper, subjects, counts = paper_dry_run(tmp_path, local_s3, "paper.yaml")
     assert counts["download_hcp_subject"] == len(subjects)
     # 5 (shell, q_in) settings x (1D, 3D) + the combined 3D model
     assert counts["train_model"] == 11
     # per test subject: 5 settings x (1D, 3D), plus the combined model at its three q_in = 10 settings
     assert counts["infer"] == len(paper["subjects"]["test"]) * (5 * 2 + 3)
     assert not list(tmp_path.glob("resources/**/*.nii.gz")), "a dry run must not download"
+
+
+def test_paper_published_config_evaluates_the_published_weights_without_training(tmp_path, local_s3):
+    paper, subjects, counts = paper_dry_run(tmp_path, local_s3, "paper-published.yaml")
+    assert paper["subjects"]["train"] == [] and paper["models"]["weights"] == "published"
+    assert counts["download_hcp_subject"] == len(subjects) == 9
+    assert "train_model" not in counts and "make_tfrecords" not in counts
+    # 5 settings x (1D, 3D) + the combined 3D model, each imported once
+    assert counts["import_published_weights"] == 11
+    assert counts["infer"] == len(paper["subjects"]["test"]) * (5 * 2 + 3)
+    assert counts["predict_sh_baseline"] == len(paper["subjects"]["test"]) * 5 * 2
+    assert not list(tmp_path.glob("resources/**/*.nii.gz")) and not list(tmp_path.glob("resources/**/*.h5"))
 
 
 # ----- conda environments ----------------------------------------------------------------------------

@@ -10,6 +10,17 @@ class InputError(ValueError):
     """
 
 
+class ConfigError(ValueError):
+    """A workflow config value the schema accepts but the study cannot use; ``str()`` names the key.
+
+    ``invalid config: models.width: the published weights are full width (1.0); models.width is 0.25``.
+    """
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"invalid config: {key}: {message}")
+        self.key = key
+
+
 #: Exit status of every command-line tool of the package (documented in the README's error section).
 EXIT_OK = 0
 #: An internal error (a bug): Python's own status for an uncaught exception, with its traceback.

@@ -92,14 +92,9 @@ class SyntheticSubject:
 @functools.lru_cache(maxsize=16)
 def _well_spread_directions(n_directions: int, seed: int, iterations: int = 1000) -> np.ndarray:
     """Return ``(n_directions, 3)`` unit vectors spread by electrostatic repulsion (antipodally symmetric)."""
-    from dipy.core.sphere import HemiSphere, disperse_charges
+    from dmri_rcnn.core.processing.directions import evenly_spread_directions
 
-    rng = np.random.default_rng(seed)
-    theta = np.arccos(rng.uniform(-1.0, 1.0, n_directions))
-    phi = rng.uniform(0.0, 2.0 * np.pi, n_directions)
-    spread, _ = disperse_charges(HemiSphere(theta=theta, phi=phi), iterations)
-    vertices = np.asarray(spread.vertices, dtype=np.float64)
-    return vertices / np.linalg.norm(vertices, axis=1, keepdims=True)
+    return evenly_spread_directions(n_directions, seed, iterations).T
 
 
 def hcp_like_scheme(

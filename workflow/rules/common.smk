@@ -5,7 +5,7 @@ import os
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from dmri_rcnn.study import design
+from dmri_rcnn.study import design, pretrained
 
 validate(config, schema="../schemas/config.schema.yaml")
 try:
@@ -22,6 +22,14 @@ ALL_SUBJECTS = TRAIN_SUBJECTS + VALIDATION_SUBJECTS + TEST_SUBJECTS
 SETTINGS = design.evaluation_settings(config)
 SH_BASELINES = {baseline["name"]: baseline for baseline in config["sh_baselines"]}
 MODELS = design.model_catalogue(config)
+#: Where weights come from: scratch, published or a path pattern with {model} (models.weights).
+WEIGHTS_SOURCE = pretrained.weights_source(config)
+#: True when nothing is trained (training.epochs: 0): the weights are evaluated as they are.
+EVALUATION_ONLY = pretrained.evaluation_only(config)
+#: Models with a train_model job.
+TRAINED_MODELS = [] if EVALUATION_ONLY else list(MODELS)
+SUPER_RESOLVE = config.get("super_resolve") or {}
+SUPER_RESOLVE_SUBJECTS = list(SUPER_RESOLVE.get("subjects") or [])
 TRUTH_FILE_NAMES = design.truth_file_names(config)
 
 
@@ -124,8 +132,36 @@ def trained_model(wildcards):
 
 
 def get_model_weights(wildcards):
-    """Best-validation weights of the model behind an RCNN method at this (shell, q_in)."""
-    return f"results/models/{trained_model(wildcards)}/best.weights.h5"
+    """Weights of the model behind an RCNN method at this (shell, q_in): trained here, or given (epochs 0)."""
+    return pretrained.study_model_weights(config, trained_model(wildcards))
+
+
+def get_initial_weights(wildcards):
+    """Fine-tuning: the weights train_model starts from (none when training from scratch)."""
+    if WEIGHTS_SOURCE == pretrained.SCRATCH:
+        return {}
+    return {"initial": pretrained.pretrained_weights(config, wildcards.model)}
+
+
+def published_checkpoint(wildcards):
+    """(dim, shell or all/all_norm, q_in) of the published checkpoint behind a model name."""
+    return list(pretrained.published_checkpoint(config, wildcards.model))
+
+
+def super_resolve_weights(wildcards):
+    """Weights of super_resolve.model: the study's own, the published ones, or a given file."""
+    return pretrained.super_resolve_weights(config)
+
+
+def super_resolve_params(wildcards):
+    """Shell, target directions and seed of one subject's super-resolution."""
+    return pretrained.super_resolve_settings(
+        config, design.stable_seed(config["seed"], "super_resolve", wildcards.subject)
+    )
+
+
+def get_super_resolved():
+    return pretrained.super_resolved_outputs(config)
 
 
 def inference_model_spec(wildcards):
@@ -173,7 +209,7 @@ def get_all_metrics(wildcards):
 
 
 def get_all_histories(wildcards):
-    return expand("results/models/{model}/history.tsv", model=list(MODELS))
+    return expand("results/models/{model}/history.tsv", model=TRAINED_MODELS)
 
 
 def get_example_methods(wildcards):
@@ -198,7 +234,7 @@ def get_example_dti_inputs(wildcards):
 
 
 wildcard_constraints:
-    subject=design.alternatives(ALL_SUBJECTS),
+    subject=design.alternatives(ALL_SUBJECTS + SUPER_RESOLVE_SUBJECTS),
     model=r"[13]D_(b\d+|all)_q\d+",
     shell=r"\d+",
     q_in=r"\d+",

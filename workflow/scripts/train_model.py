@@ -16,4 +16,5 @@ train_model(
     loss_plot_path=snakemake.output.loss_plot,
     checkpoint_dir=Path(snakemake.output.weights).parent / "checkpoint",
     title=snakemake.wildcards.model,
+    initial_weights=snakemake.input.get("initial"),
 )

@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Context dMRI NIfTI volume. Must be single-shell and contain q_in 3D volumes")
     parser.add_argument("-bvec_in", dest="bvec_in", required=True,
                         help="Context b-vector text file. Whitespace delimited with 3 rows and q_in columns")
-    parser.add_argument("-bvec_out", dest="bvec_out", required=True,
+    # Required unless --target-directions names the targets (checked in main, with argparse's message).
+    parser.add_argument("-bvec_out", dest="bvec_out", default=None,
                         help="Target b-vector text file. Whitespace delimited with 3 rows and q_out columns")
     parser.add_argument("-mask", dest="mask", required=True,
                         help="Brain mask NIfTI volume. Must have same spatial dimensions as dmri_in.")
@@ -59,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="{1000,2000,3000}",
                         help="Shell to perform inference with. Must be same shell as context/target dMRI and "
                         "b-vectors (b-values within ±30 are accepted)")
-    parser.add_argument("-m", "--model-dim", dest="model_dim", type=int, choices=[1, 3], default=3,
-                        help="Model dimensionality, choose either 1 or 3. Default: 3.")
+    parser.add_argument("-m", "--model-dim", dest="model_dim", type=int, choices=[1, 3], default=None,
+                        help="Model dimensionality, choose either 1 or 3. Default: 3 (or what the --weights "
+                        "file's description says).")
     parser.add_argument("-c", "--combined", dest="combined", action="store_true",
                         help="Use combined shell model. Currently only applicable with 3D model and 10 q_in.")
     parser.add_argument("-n", "--norm", dest="norm", action="store_true",
@@ -70,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Batch size to run model inference with. Default: 4.")
     parser.add_argument("--weights", dest="weights", default=None, metavar="PATH",
                         help="Use these weights instead of the published ones: an original TensorFlow "
-                        "checkpoint prefix (…/weights) or a .weights.h5 file of this package.")
+                        "checkpoint prefix (…/weights) or a .weights.h5 file of this package. A file trained by "
+                        "this package carries its description (…/best.weights.json: dimension, width, q_in, "
+                        "shells, scaling), which then decides the model; -m is not needed.")
     parser.add_argument("--overlap", dest="overlap", action="store_true",
                         help="Predict overlapping patches (stride 5) and blend them smoothly, avoiding the "
                         "seams of the original's non-overlapping tiling (about 8x as many patches to predict).")
@@ -81,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Arithmetic precision of the model: fp32 (default, matches the original) or bf16 "
                         "(bfloat16 compute with the same weights: faster on CPUs with AVX-512 BF16/AMX and on "
                         "GPUs, about 1e-2 relative error).")
+    parser.add_argument("--super-resolve", dest="super_resolve", default=None, metavar="BVALS",
+                        help="Super-resolve a whole scan: -dmri_in and -bvec_in hold every acquired volume and BVALS "
+                        "their b-values; the volumes of shell -s are the context. -dmri_out then holds the "
+                        "acquired b0 and context volumes (unchanged) followed by the predicted ones, with "
+                        "matching .bval/.bvec files beside it.")
+    parser.add_argument("--target-directions", dest="target_directions", default=None, metavar="{N,hcp}",
+                        help="Instead of -bvec_out: N evenly spread directions, or 'hcp' for the 90 directions of "
+                        "the shell in the package's HCP-like scheme.")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="Do not show the progress bar.")
     return parser
@@ -96,12 +108,12 @@ def _require_file(path: str, flag: str) -> Path:
     return candidate
 
 
-def _load_bvecs(path: str, flag: str) -> np.ndarray:
+def _load_bvecs(path: str, flag: str, allow_b0: bool = False) -> np.ndarray:
     from dmri_rcnn.core.io import load_bvec
 
     _require_file(path, flag)
-    try:  # every context and target volume needs a unit direction (no b0 columns)
-        table = load_bvec(path, allow_b0=False)
+    try:  # every context and target volume needs a unit direction (no b0 columns, but in a whole scan)
+        table = load_bvec(path, allow_b0=allow_b0)
     except InputError as err:
         raise InputError(f"{flag} {err}") from None
     return np.asarray(table, dtype=np.float32)
@@ -130,15 +142,62 @@ def _check_output_path(args) -> Path:
     inputs = {"-dmri_in": args.dmri_in, "-mask": args.mask, "-bvec_in": args.bvec_in, "-bvec_out": args.bvec_out}
     if args.weights is not None:
         inputs["--weights"] = args.weights
+    if args.super_resolve:
+        from dmri_rcnn.core.super_resolution import sidecar_table_paths
+
+        inputs["--super-resolve"] = args.super_resolve
+        for path, suffix in zip(sidecar_table_paths(args.dmri_out), (".bval", ".bvec")):
+            check_output(path, f"-dmri_out's {suffix} file", (suffix,), inputs, prog=PROG)
     return check_output(args.dmri_out, "-dmri_out", (".nii", ".nii.gz"), inputs, prog=PROG)
+
+
+def _target_bvecs(args) -> np.ndarray:
+    if args.bvec_out is not None:
+        return _load_bvecs(args.bvec_out, "-bvec_out")
+    from dmri_rcnn.core.super_resolution import target_directions
+
+    text = str(args.target_directions).strip()
+    if not (text.lower() == "hcp" or (text.isdigit() and int(text) > 0)):
+        raise InputError(f"--target-directions {text}: expected a number of directions (e.g. 60) or 'hcp'")
+    return np.asarray(target_directions(text, args.shell), dtype=np.float32)
+
+
+def _super_resolve_bvals(args, bvec_in: np.ndarray) -> np.ndarray:
+    from dmri_rcnn.core.io import load_bval
+
+    _require_file(args.super_resolve, "--super-resolve")
+    try:
+        bvals = load_bval(args.super_resolve, dtype=np.float64)
+    except InputError as err:
+        raise InputError(f"--super-resolve {err}") from None
+    if bvals.size != bvec_in.shape[1]:
+        raise InputError(
+            f"--super-resolve {args.super_resolve} has {bvals.size} b-values but -bvec_in {args.bvec_in} has "
+            f"{bvec_in.shape[1]} directions; give one b-value per volume"
+        )
+    return bvals
+
+
+def context_size(args, bvec_in: np.ndarray) -> int:
+    """q_in: every -bvec_in column, or with --super-resolve the volumes of shell -s."""
+    if not args.super_resolve:
+        return bvec_in.shape[1]
+    from dmri_rcnn.core.processing.shells import shell_indices
+
+    bvals = _super_resolve_bvals(args, bvec_in)
+    count = int(shell_indices(bvals, args.shell, SHELL_TOLERANCE).size)
+    if count == 0:
+        found = ", ".join(f"{b:g}" for b in np.unique(np.round(bvals)))
+        raise InputError(f"--super-resolve {args.super_resolve}: no volume of shell b={args.shell}; b-values found: {found}")
+    return count
 
 
 def load_inputs(args):
     """Read and check every input; return (output, image, dmri, bvec_in, bvec_out, mask)."""
     output = _check_output_path(args)
-    bvec_in = _load_bvecs(args.bvec_in, "-bvec_in")
-    bvec_out = _load_bvecs(args.bvec_out, "-bvec_out")
-    q_in = bvec_in.shape[1]
+    bvec_in = _load_bvecs(args.bvec_in, "-bvec_in", allow_b0=bool(args.super_resolve))
+    bvec_out = _target_bvecs(args)
+    q_in = context_size(args, bvec_in)
     if args.weights is None and q_in not in PUBLISHED_Q_IN:
         raise InputError(
             f"-bvec_in {args.bvec_in} has 3 rows and {q_in} columns; q_in must be one of 6, 10, 30 "
@@ -147,9 +206,9 @@ def load_inputs(args):
     image = _load_image(args.dmri_in, "-dmri_in")
     if len(image.shape) != 4:
         raise InputError(f"-dmri_in {args.dmri_in}: expected a 4D image (i, j, k, q_in), found shape {image.shape}")
-    if image.shape[3] != q_in:
+    if image.shape[3] != bvec_in.shape[1]:
         raise InputError(
-            f"-dmri_in {args.dmri_in} has {image.shape[3]} volumes but -bvec_in {args.bvec_in} has {q_in} "
+            f"-dmri_in {args.dmri_in} has {image.shape[3]} volumes but -bvec_in {args.bvec_in} has {bvec_in.shape[1]} "
             "directions; they must match"
         )
     mask_image = _load_image(args.mask, "-mask")
@@ -178,6 +237,11 @@ def input_warnings(args, image, dmri: np.ndarray, mask: np.ndarray) -> list[str]
     if mismatch:
         lines.append(f"-mask {args.mask}: {mismatch}")
     if not args.norm:
+        if args.super_resolve:  # judge the shell's volumes, not the b0 or other shells
+            from dmri_rcnn.core.processing.shells import shell_indices
+
+            bvals = _super_resolve_bvals(args, np.zeros((3, dmri.shape[3])))
+            dmri = dmri[..., shell_indices(bvals, args.shell, SHELL_TOLERANCE)]
         problem = signal_scale_problem(dmri, mask, shell_scale(args.shell), args.shell)
         if problem:
             lines.append(f"-dmri_in {args.dmri_in}: {problem}")
@@ -194,6 +258,46 @@ def select_weights(args, q_in: int):
     weights_key(args.model_dim, args.shell, q_in, args.combined, args.norm)  # fail before downloading
     return get_weights(args.model_dim, args.shell, q_in, combined=args.combined, norm=args.norm,
                        progress=args.progress)
+
+
+def describe_weights(args, q_in: int):
+    """The ModelSpec of the weights to use: published, the --weights file's sidecar, or None (flags decide)."""
+    from dmri_rcnn.core.model_spec import published_model_spec, read_model_spec, sidecar_path
+
+    if args.weights is None:
+        return published_model_spec(args.model_dim or 3, args.shell, q_in, args.combined, args.norm)
+    spec = read_model_spec(args.weights)
+    if spec is None:
+        return None
+    where = f"--weights {args.weights} (described in {sidecar_path(args.weights)})"
+    if args.model_dim is not None and args.model_dim != spec.model_dim:
+        raise InputError(f"{where} is a {spec.model_dim}D model; -m {args.model_dim} asks for a {args.model_dim}D one")
+    if q_in != spec.q_in:
+        raise InputError(f"{where} was trained with q_in {spec.q_in}; the context has {q_in} directions")
+    if args.shell not in spec.shells:
+        shells = ", ".join(map(str, spec.shells))
+        raise InputError(f"{where} was trained on b={shells}; -s {args.shell} asks for another shell")
+    if args.norm and spec.scaling != "percentile":
+        raise InputError(f"{where} was trained with {spec.scaling} scaling; -n asks for 99th-percentile scaling")
+    return spec
+
+
+def build_model(args, weights, spec):
+    """The model with its weights; without a description the flags decide (width 1.0)."""
+    from dmri_rcnn.core.model import get_autoencoder, load_trained_model
+    from dmri_rcnn.core.model_spec import sidecar_path
+    from dmri_rcnn.core.weights import load_model_weights
+
+    precision = getattr(args, "precision", "fp32")
+    if spec is not None:
+        return load_trained_model(weights, spec, precision=precision)
+    model = get_autoencoder(args.model_dim, None, precision=precision)
+    try:
+        load_model_weights(model, weights, model_dim=args.model_dim)
+    except InputError as err:
+        hint = f"; {sidecar_path(weights)} (the model's description) is missing, so -m {args.model_dim} and width 1.0 were assumed"
+        raise InputError(f"{err}{hint if str(weights).endswith('.weights.h5') else ''}") from None
+    return model
 
 
 def write_output(volumes: np.ndarray, image, target: Path) -> None:
@@ -221,21 +325,49 @@ def run(args) -> Path:
     target, image, dmri, bvec_in, bvec_out, mask = load_inputs(args)
     for line in input_warnings(args, image, dmri, mask):
         print(f"{PROG}: warning: {line}", file=sys.stderr)
-    q_in, q_out = bvec_in.shape[1], bvec_out.shape[1]
+    q_in, q_out = context_size(args, bvec_in), bvec_out.shape[1]
+    spec = describe_weights(args, q_in)
+    args.model_dim = spec.model_dim if spec is not None else (args.model_dim or 3)
     print_summary(args, q_in, q_out)
     import_tensorflow_quietly()
     weights = select_weights(args, q_in)
 
     from dmri_rcnn.core.inference import infer
-    from dmri_rcnn.core.model import get_autoencoder
     from dmri_rcnn.core.processing.scaling import percentile_scale, shell_scale
 
-    model = get_autoencoder(args.model_dim, weights, precision=getattr(args, "precision", "fp32"))
-    scale = percentile_scale(dmri, mask, 99) if args.norm else shell_scale(args.shell)
+    model = build_model(args, weights, spec)
+    percentile = args.norm or (spec is not None and spec.scaling == "percentile")
+    if args.super_resolve:
+        return write_super_resolved(args, model, image, dmri, bvec_in, mask, target, bvec_out, percentile)
+    scale = percentile_scale(dmri, mask, 99) if percentile else shell_scale(args.shell)
     volumes = infer(dmri, bvec_in, bvec_out, mask, model, scale=scale, batch_size=args.batch_size,
                     overlap=args.overlap, q_out_chunk=args.q_out_chunk, progress=args.progress)
     write_output(volumes, image, target)
     print(f"Wrote {target} ({volumes.shape[0]}x{volumes.shape[1]}x{volumes.shape[2]}, {q_out} volumes)")
+    return target
+
+
+def write_super_resolved(args, model, image, dmri, bvec_in, mask, target: Path, bvec_out: np.ndarray,
+                         percentile: bool) -> Path:
+    """--super-resolve: acquired b0 + context volumes, then the predictions, with .bval/.bvec beside."""
+    from dmri_rcnn.core.io import save_bval, save_bvec, save_nifti
+    from dmri_rcnn.core.super_resolution import sidecar_table_paths, super_resolve
+
+    if np.dtype(image.get_data_dtype()).itemsize > 4 and image.get_data_dtype().kind == "f":
+        dmri = np.asarray(image.dataobj)  # float64 voxels: copy them at full precision
+    bval_path, bvec_path = sidecar_table_paths(target)
+    result = super_resolve(
+        dmri, _super_resolve_bvals(args, bvec_in), bvec_in, mask, model, args.shell, bvec_out,
+        scale="percentile" if percentile else None, batch_size=args.batch_size, overlap=args.overlap,
+        q_out_chunk=args.q_out_chunk, progress=args.progress,
+    )
+    save_bval(result.bvals, bval_path)
+    save_bvec(result.bvecs, bvec_path)
+    save_nifti(result.dmri, image.affine, target, header=image.header)  # the image last
+    kept, total = int(result.acquired.sum()), image.shape[3]
+    note = f"; {total - kept} volume(s) of other shells left out" if kept < total else ""
+    print(f"Wrote {target}, {bval_path.name}, {bvec_path.name} ({kept} acquired + {bvec_out.shape[1]} predicted "
+          f"volumes{note})")
     return target
 
 
@@ -244,7 +376,13 @@ def main(argv: list[str] | None = None) -> int:
     quiet_tensorflow()
 
     def parse_and_run(argv):
-        run(build_parser().parse_args(argv))
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.bvec_out is None and args.target_directions is None:
+            parser.error("the following arguments are required: -bvec_out (or --target-directions)")
+        if args.bvec_out is not None and args.target_directions is not None:
+            parser.error("-bvec_out and --target-directions name the targets twice; give one of them")
+        run(args)
         return 0
 
     return run_command(parse_and_run, argv, PROG)

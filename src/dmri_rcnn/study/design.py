@@ -23,6 +23,7 @@ from collections.abc import Iterable
 
 from dmri_rcnn.core.processing.scaling import SHELL_SCALE
 from dmri_rcnn.core.weights import PUBLISHED_Q_IN
+from dmri_rcnn.errors import ConfigError  # noqa: F401  (common.smk catches design.ConfigError)
 
 #: Shells with per-shell scale constants and published weights (s/mm²).
 KNOWN_SHELLS: tuple[int, ...] = tuple(SHELL_SCALE)
@@ -57,14 +58,6 @@ VS_Q_IN_FIGURES = {
 SUBJECT_GROUPS = ("train", "validation", "test")
 
 
-class ConfigError(ValueError):
-    """A config value the schema accepts but the study cannot use; ``str()`` names the key."""
-
-    def __init__(self, key: str, message: str):
-        super().__init__(f"invalid config: {key}: {message}")
-        self.key = key
-
-
 def _one_of(values: Iterable[int]) -> str:
     return ", ".join(map(str, values))
 
@@ -79,8 +72,10 @@ def check_config(cfg: dict) -> None:
         expected one of 1000, 2000, 3000``.
     """
     subjects = cfg["subjects"]
+    nothing_trained = int(cfg["training"]["epochs"]) == 0
     for group in SUBJECT_GROUPS:
-        if not subjects[group]:
+        # Nothing is trained with epochs 0 (weights from elsewhere): no training subjects needed.
+        if not subjects[group] and not (group == "train" and nothing_trained):
             raise ConfigError(f"subjects.{group}", "the list is empty; name at least one subject")
         duplicates = sorted({s for s in subjects[group] if subjects[group].count(s) > 1})
         if duplicates:
@@ -127,7 +122,12 @@ def check_config(cfg: dict) -> None:
             "training.lr_schedule",
             "cosine decays over epochs x steps_per_epoch steps; set training.steps_per_epoch",
         )
-    if subjects["source"] == "synthetic":
+    # Where the weights come from (models.weights, training.epochs 0) and the super_resolve section.
+    from dmri_rcnn.study.pretrained import check_model_weights, check_super_resolve
+
+    check_model_weights(cfg, model_catalogue(cfg))
+    check_super_resolve(cfg, model_catalogue(cfg))
+    if subjects["source"] == "synthetic" and not nothing_trained:
         n_directions = cfg["synthetic"]["n_directions"]
         q_out = training["q_out"]
         largest = max(q for setting in cfg["evaluation"] for q in setting["q_in"])
@@ -318,7 +318,7 @@ def final_outputs(cfg: dict) -> list[str]:
     outputs = ["results/summary.tsv"]
     outputs += [f"results/figures/{name}_vs_q_in.png" for name in VS_Q_IN_FIGURES]
     outputs += ["results/figures/example_slices.png", "results/figures/fa_maps.png"]
-    if model_catalogue(cfg):
+    if model_catalogue(cfg) and int(cfg["training"]["epochs"]) > 0:
         outputs.append("results/figures/loss_curves.png")
     outputs += per_prediction(cfg, "results/predictions/{subject}/b{shell}_q{q_in}/{method}.nii.gz")
     return outputs

@@ -25,6 +25,7 @@ def build_datasets(
     train_records: Sequence[PathLike],
     validation_records: Sequence[PathLike],
     resumed_from: int = 0,
+    norm: bool = False,
 ):
     """``(train_data, validation_data)`` ``tf.data.Dataset`` s of ``((context, context_bvecs, target_bvecs), targets)``.
 
@@ -33,6 +34,8 @@ def build_datasets(
     config : the training configuration (shells, q_in, q_out, batch size, seed, sampler, loss).
     train_records, validation_records : TFRecord files (``save_tfrecord_data`` schema).
     resumed_from : completed epochs before this run (0 = a fresh training).
+    norm : divide each subject's shell by its 99th percentile in the mask instead of the shell's constant
+        (fine-tuning a model trained that way, the published ``all_norm``).
 
     Returns
     -------
@@ -43,7 +46,7 @@ def build_datasets(
     from dmri_rcnn.core.processing import TrainingProcessor
 
     target_mask = config.loss == "mae_in_mask"
-    options = dict(q_out=config.q_out, antipodal=config.antipodal, target_mask=target_mask)
+    options = dict(q_out=config.q_out, antipodal=config.antipodal, target_mask=target_mask, norm=norm)
     shells = list(config.shells)
     processor = TrainingProcessor(shells, config.q_in, seed=data_seed(config, resumed_from), **options)
     validation_processor = TrainingProcessor(shells, config.q_in, seed=config.seed, **options)

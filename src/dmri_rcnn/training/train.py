@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
+from dmri_rcnn.core.model_spec import ModelSpec, read_model_spec, sidecar_path, write_model_spec
 from dmri_rcnn.errors import InputError
 from dmri_rcnn.training.checkpoint import (
     epoch_checkpoint_callback,
@@ -24,7 +25,7 @@ from dmri_rcnn.training.checkpoint import (
     settings_fingerprint,
     write_history,
 )
-from dmri_rcnn.training.config import LOSSES, LR_SCHEDULES, TrainingConfig
+from dmri_rcnn.training.config import LOSSES, LR_SCHEDULES, TrainingConfig, record_identity
 from dmri_rcnn.training.dataset import build_datasets
 from dmri_rcnn.utils import atomic_path
 
@@ -134,6 +135,28 @@ def build_model(
     return model
 
 
+def model_spec_of(config: TrainingConfig, scaling: str = "shell") -> ModelSpec:
+    """The description written beside the weights a training with ``config`` produces."""
+    return ModelSpec(model_dim=config.model_dim, q_in=config.q_in, shells=config.shells, width=config.width,
+                     min_filters=config.min_filters, scaling=scaling)
+
+
+def check_initial_weights(path: PathLike, wanted: ModelSpec) -> ModelSpec:
+    """The description of ``path``; InputError naming the first field where it differs from ``wanted``."""
+    if not Path(path).is_file():
+        raise InputError(f"initial weights {path}: file not found")
+    found = read_model_spec(path)
+    if found is None:
+        raise InputError(f"initial weights {path}: no description {sidecar_path(path)} beside it")
+    for field in ("model_dim", "width", "min_filters", "q_in", "shells", "lstm_size", "patch_shape"):
+        if getattr(found, field) != getattr(wanted, field):
+            raise InputError(
+                f"initial weights {path} do not fit: {field} is {getattr(found, field)} in {sidecar_path(path)}, "
+                f"the model to train has {getattr(wanted, field)}"
+            )
+    return found
+
+
 def train_model(
     config: TrainingConfig,
     train_records: Sequence[PathLike],
@@ -144,6 +167,7 @@ def train_model(
     checkpoint_dir: PathLike,
     title: str = "",
     callbacks: Sequence | None = None,
+    initial_weights: PathLike | None = None,
 ) -> dict:
     """Train one model; resume from ``checkpoint_dir`` if an interrupted run with the same settings left one.
 
@@ -151,13 +175,20 @@ def train_model(
     ----------
     config : every setting of the training (:class:`TrainingConfig`).
     train_records, validation_records : TFRecord files (``save_tfrecord_data`` schema).
-    weights_path : output ``.weights.h5`` with the best-validation weights.
+    weights_path : output ``.weights.h5`` with the best-validation weights; its description (architecture,
+        q_in, shells, scaling) goes to the sidecar ``*.weights.json`` beside it
+        (:func:`dmri_rcnn.core.model.load_trained_model` rebuilds the model from both).
     history_path : output TSV, one row per epoch (:data:`HISTORY_COLUMNS`; ``run`` counts resumptions).
     loss_plot_path : output PNG of the loss curves (or None).
     checkpoint_dir : folder for the per-epoch checkpoint (:mod:`dmri_rcnn.training.checkpoint`); removed
         after success. It is resumed only if ``config`` (but ``epochs``) and the records' content match.
     title : the model's name, in the log and on the loss plot.
     callbacks : extra Keras callbacks, run after the checkpoint callback each epoch.
+    initial_weights : fine-tune instead of training from scratch: a ``.weights.h5`` with its description
+        (the published weights imported by the workflow, or another run's ``best.weights.h5``); it must
+        describe this model (dimension, width, min_filters, q_in, shells). The history then starts with
+        epoch 0, the starting weights' validation loss (``loss`` empty); the best weights are chosen among
+        the trained epochs 1..``epochs``. Its content is part of the resume fingerprint.
 
     Returns
     -------
@@ -169,6 +200,10 @@ def train_model(
     checkpoint_dir = Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     settings = config.fingerprint(train_records, validation_records)
+    start_spec = None
+    if initial_weights is not None:
+        start_spec = check_initial_weights(initial_weights, model_spec_of(config))
+        settings["initial_weights"] = record_identity(initial_weights)
     fingerprint = settings_fingerprint(settings)
     state = read_checkpoint_state(checkpoint_dir, fingerprint)
     resumed_from = state["epoch"] if state else 0
@@ -192,9 +227,23 @@ def train_model(
         log.info("resuming %s from completed epoch %d (run %d)", title, resumed_from, state["run"])
     else:
         state = new_state(fingerprint, settings)
-        log.info("training %s from scratch: %s", title, settings)
+        if initial_weights is not None:
+            from dmri_rcnn.core.weights import load_model_weights
 
-    train_data, validation_data = build_datasets(config, train_records, validation_records, resumed_from)
+            load_model_weights(model, initial_weights, model_dim=config.model_dim)
+        log.info("training %s %s: %s", title, "from scratch" if initial_weights is None else
+                 f"from {initial_weights}", settings)
+
+    # A model trained with 99th-percentile scaling (the published all_norm) is fine-tuned with it too.
+    scaling = start_spec.scaling if start_spec is not None else "shell"
+    train_data, validation_data = build_datasets(
+        config, train_records, validation_records, resumed_from, norm=scaling == "percentile"
+    )
+    if initial_weights is not None and not state["history"]:
+        # Where fine-tuning starts: the checkpoint's own validation loss, as epoch 0.
+        start_loss = float(model.evaluate(validation_data, verbose=0, return_dict=True)["loss"])
+        state["history"] = [{"epoch": 0, "loss": float("nan"), "val_loss": start_loss, "seconds": 0.0, "run": 1}]
+        log.info("epoch 0 (the starting weights): val_loss %.5f", start_loss)
     if resumed_from < config.epochs:
         # Keras warns when it first learns the length of a finite validation set by exhausting it;
         # that is expected here (the training data repeat whenever steps_per_epoch is set).
@@ -212,6 +261,8 @@ def train_model(
     if state["best_weights"] is None:
         raise RuntimeError(f"training of {title} finished without a checkpoint in {checkpoint_dir}")
 
+    # The description first, the weights last: a weights file never appears without its sidecar.
+    write_model_spec(model_spec_of(config, scaling), weights_path)
     with atomic_path(weights_path) as tmp:
         shutil.copyfile(checkpoint_dir / state["best_weights"], tmp)
     write_history(state["history"], history_path)

@@ -12,6 +12,7 @@ from dmri_rcnn.core.model.autoencoder import (
     get_autoencoder,
 )
 from dmri_rcnn.core.model.layers import RepeatLatent, SampleWiseConv3D, TileBVectors, keras2_hard_sigmoid
+from dmri_rcnn.core.model.trained import build_model_from_spec, load_trained_model, save_trained_model
 
 __all__ = [
     "ARCHITECTURES",
@@ -23,8 +24,11 @@ __all__ = [
     "adam_optimizer",
     "build_decoder",
     "build_encoder",
+    "build_model_from_spec",
     "get_1d_autoencoder",
     "get_3d_autoencoder",
     "get_autoencoder",
     "keras2_hard_sigmoid",
+    "load_trained_model",
+    "save_trained_model",
 ]

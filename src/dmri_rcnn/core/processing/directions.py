@@ -15,7 +15,13 @@ import numpy as np
 
 from dmri_rcnn.errors import InputError
 
-__all__ = ["arc_distances", "farthest_point_order", "farthest_point_subsets", "select_context_directions"]
+__all__ = [
+    "arc_distances",
+    "evenly_spread_directions",
+    "farthest_point_order",
+    "farthest_point_subsets",
+    "select_context_directions",
+]
 
 
 def arc_distances(bvecs: np.ndarray, antipodal: bool = False) -> np.ndarray:
@@ -148,3 +154,26 @@ def select_context_directions(
     rng = None if seed is None else np.random.default_rng(seed)
     context = _grow_subset(distances, available, int(q_in), _start_index(available, rng))
     return context, np.flatnonzero(available).astype(np.int64)
+
+
+def evenly_spread_directions(n_directions: int, seed: int = 0, iterations: int = 1000) -> np.ndarray:
+    """``n_directions`` unit b-vectors spread evenly over the sphere, as an acquisition scheme would be.
+
+    Random points on a half sphere are pushed apart by electrostatic repulsion of antipodal pairs
+    (DIPY's ``disperse_charges``), so no two directions are close to the same axis.
+
+    Returns
+    -------
+    (3, n_directions) float64 unit vectors (the same for the same ``seed``).
+    """
+    from dipy.core.sphere import HemiSphere, disperse_charges
+
+    n_directions = int(n_directions)
+    if n_directions < 1:
+        raise InputError(f"n_directions is {n_directions}; expected a positive number of directions")
+    rng = np.random.default_rng(seed)
+    theta = np.arccos(rng.uniform(-1.0, 1.0, n_directions))
+    phi = rng.uniform(0.0, 2.0 * np.pi, n_directions)
+    spread, _ = disperse_charges(HemiSphere(theta=theta, phi=phi), iterations)
+    vertices = np.asarray(spread.vertices, dtype=np.float64)
+    return (vertices / np.linalg.norm(vertices, axis=1, keepdims=True)).T.copy()

@@ -1,0 +1,52 @@
+"""Study step: super-resolve one subject's whole scan with a described model (rule super_resolve_subject)."""
+
+from __future__ import annotations
+
+import os
+
+from dmri_rcnn.core.super_resolution import SuperResolved
+
+PathLike = str | os.PathLike
+
+
+def super_resolve_subject(
+    files: dict,
+    weights: PathLike,
+    shell: int,
+    targets: str,
+    out: dict,
+    seed: int = 0,
+    antipodal: bool = True,
+    batch_size: int = 4,
+) -> SuperResolved:
+    """Rebuild the model from ``weights`` and its description, then super-resolve the subject's scan.
+
+    Parameters
+    ----------
+    files : the subject's ``dmri``, ``bvals``, ``bvecs`` and ``mask`` files.
+    weights : a described ``.weights.h5`` (trained here or imported from the published checkpoints).
+    shell : b-value (s/mm²) super-resolved; its volumes are the context (the model's q_in of them).
+    targets : ``"hcp"``, a number of evenly spread directions, or a b-vector file
+        (:func:`dmri_rcnn.core.super_resolution.target_directions`).
+    out : output paths ``dmri``, ``bvals``, ``bvecs``.
+    seed : seeds the evenly spread targets and the farthest-point choice of context volumes.
+    antipodal : compare directions by axis when choosing the context (``sampling.antipodal``).
+    batch_size : patches per model call.
+    """
+    from dmri_rcnn.core.model import load_trained_model
+    from dmri_rcnn.core.model_spec import read_model_spec, sidecar_path
+    from dmri_rcnn.core.super_resolution import super_resolve_files, target_directions
+    from dmri_rcnn.errors import InputError
+
+    spec = read_model_spec(weights)
+    if spec is None:
+        raise InputError(f"{weights}: no model description {sidecar_path(weights)}; cannot rebuild the model")
+    return super_resolve_files(
+        files["dmri"], files["bvals"], files["bvecs"], files["mask"],
+        load_trained_model(weights, spec),
+        shell,
+        target_directions(targets, shell, seed=seed),
+        out_dmri=out["dmri"], out_bvals=out["bvals"], out_bvecs=out["bvecs"],
+        scale="percentile" if spec.scaling == "percentile" else None,
+        batch_size=batch_size, progress=False, context_size=spec.q_in, seed=seed, antipodal=antipodal,
+    )
