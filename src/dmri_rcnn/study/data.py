@@ -24,7 +24,15 @@ def _save_nifti_like(data: np.ndarray, reference: PathLike, path: PathLike, affi
     io.save_nifti(data, image.affine if affine is None else affine, path)
 
 
-def crop_subject(dmri: PathLike, bvals: PathLike, bvecs: PathLike, mask: PathLike, out: dict, box_path: PathLike) -> tuple:
+def crop_subject(
+    dmri: PathLike,
+    bvals: PathLike,
+    bvecs: PathLike,
+    mask: PathLike,
+    out: dict,
+    box_path: PathLike,
+    slab: tuple[int, int] | None = None,
+) -> tuple:
     """Crop a subject to the bounding box of its signal and mask; write the box as JSON.
 
     Parameters
@@ -32,6 +40,9 @@ def crop_subject(dmri: PathLike, bvals: PathLike, bvecs: PathLike, mask: PathLik
     dmri, bvals, bvecs, mask : input files (data.nii.gz, bvals, bvecs, nodif_brain_mask.nii.gz).
     out : dict with ``dmri``, ``bvals``, ``bvecs``, ``mask`` output paths.
     box_path : JSON file receiving ``{"start": [i, j, k], "stop": [...], "full_shape": [...]}``.
+    slab : ``(first, stop)``: keep only the axial slices ``first <= k < stop`` of the cropped volume
+        (``preprocess.test_slab``: evaluating a slab of a full-size test subject where whole-brain inference
+        would take too long). The box written covers the slab, so ``crop_like`` cuts the truth maps alike.
 
     Returns
     -------
@@ -47,6 +58,16 @@ def crop_subject(dmri: PathLike, bvals: PathLike, bvecs: PathLike, mask: PathLik
             f"{bvec.shape[1]} directions; expected the same number"
         )
     cropped, cropped_mask, box = io.autocrop_dmri(data, brain, return_box=True)
+    if slab is not None:
+        first, stop = (int(v) for v in slab)
+        depth = box.shape[2]
+        if not 0 <= first < stop <= depth:
+            raise InputError(
+                f"{dmri}: slab [{first}, {stop}) does not fit the cropped volume's {depth} axial slices; "
+                f"expected 0 <= first < stop <= {depth}"
+            )
+        box = io.CropBox(box.start[:2] + (box.start[2] + first,), box.stop[:2] + (box.start[2] + stop,))
+        cropped, cropped_mask = data[box.slices], brain[box.slices]
     new_affine = box.shift_affine(affine)
     io.save_nifti(np.ascontiguousarray(cropped, dtype=np.float32), new_affine, out["dmri"])
     io.save_nifti(np.ascontiguousarray(cropped_mask, dtype=np.uint8), new_affine, out["mask"])
