@@ -438,9 +438,13 @@ def simulate_subject(
     starts = range(0, n_voxels, chunk_voxels)
     for start in tqdm(starts, desc="simulating", unit="chunk", disable=not progress):
         block = slice(start, min(start + chunk_voxels, n_voxels))
-        clean = multi_tensor_signal(
-            bvals, bvecs, flat_dirs[block], flat_fractions[block], flat_iso[block], flat_diff[block], flat_s0[block]
-        ).astype(np.float32)
+        # outside the brain S0 = 0, so the signal is exactly 0: compute it for the brain voxels only
+        brain = np.flatnonzero(flat_s0[block] > 0) + start
+        clean = np.zeros((block.stop - start, bvals.size), dtype=np.float32)
+        if brain.size:
+            clean[brain - start] = multi_tensor_signal(
+                bvals, bvecs, flat_dirs[brain], flat_fractions[brain], flat_iso[brain], flat_diff[brain], flat_s0[brain]
+            )
         real = clean + real_rng.normal(0.0, sigma, size=clean.shape)
         imaginary = imaginary_rng.normal(0.0, sigma, size=clean.shape)
         dmri[block] = np.hypot(real, imaginary)
