@@ -451,7 +451,10 @@ def autocrop_dmri(dmri: np.ndarray, mask: np.ndarray, return_box: bool = False):
         raise InputError(
             f"mask: expected a mask with the dMRI spatial shape {dmri.shape[:3]}, found shape {mask.shape}"
         )
-    occupied = np.any(dmri != 0, axis=3) | (mask != 0)
+    # a few volumes at a time: a whole-volume boolean copy is 1 GB at HCP size
+    occupied = mask != 0
+    for first in range(0, dmri.shape[3], 16):
+        occupied |= np.any(dmri[..., first : first + 16] != 0, axis=3)
     if not occupied.any():
         raise InputError("dmri and mask: nothing to crop to, every voxel of both is zero")
     start, stop = [], []

@@ -69,13 +69,18 @@ def crop_subject(
         box = io.CropBox(box.start[:2] + (box.start[2] + first,), box.stop[:2] + (box.start[2] + stop,))
         cropped, cropped_mask = data[box.slices], brain[box.slices]
     new_affine = box.shift_affine(affine)
-    io.save_nifti(np.ascontiguousarray(cropped, dtype=np.float32), new_affine, out["dmri"])
-    io.save_nifti(np.ascontiguousarray(cropped_mask, dtype=np.uint8), new_affine, out["mask"])
+    full_shape = list(data.shape[:3])
+    # copy the crop out and let the uncropped volume go before writing (one subject's volume at a time)
+    cropped = np.ascontiguousarray(cropped, dtype=np.float32)
+    cropped_mask = np.ascontiguousarray(cropped_mask, dtype=np.uint8)
+    del data, brain
+    io.save_nifti(cropped, new_affine, out["dmri"])
+    io.save_nifti(cropped_mask, new_affine, out["mask"])
     io.save_bval(bval, out["bvals"])
     io.save_bvec(bvec, out["bvecs"])
     with atomic_path(box_path) as tmp:
         tmp.write_text(
-            json.dumps({"start": list(box.start), "stop": list(box.stop), "full_shape": list(data.shape[:3])}) + "\n"
+            json.dumps({"start": list(box.start), "stop": list(box.stop), "full_shape": full_shape}) + "\n"
         )
     return box.shape
 
