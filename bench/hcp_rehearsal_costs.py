@@ -169,8 +169,9 @@ def main(argv=None):
     )
     for rule, entries in sorted(jobs.items(), key=lambda item: -sum(e["s"] for e in item[1])):
         seconds = [e["s"] for e in entries]
+        rss = [e["max_rss"] for e in entries if e["max_rss"] == e["max_rss"]]  # "-": not measured
         measured.add(rule, len(entries), statistics.mean(seconds), max(seconds),
-                     statistics.mean(e["cpu_time"] for e in entries), max(e["max_rss"] for e in entries) / 1000,
+                     statistics.mean(e["cpu_time"] for e in entries), max(rss) / 1000 if rss else None,
                      disk_for(rule, disk))
     measured.note("s: wall seconds of a job; CPU s: its user + system time; max RSS: Snakemake's max_rss (MB / 1000). "
                   "Measured on a shared 2-core machine at nice 19: wall seconds include waiting for the CPU.")
