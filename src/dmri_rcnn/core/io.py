@@ -87,6 +87,29 @@ def load_nifti_image(path: PathLike) -> nib.Nifti1Image | nib.Nifti2Image:
     return img
 
 
+#: Volumes read at a time from a compressed 4D image (see :func:`_read_voxels`).
+_VOLUMES_PER_READ = 16
+
+
+def _read_voxels(img, dtype) -> np.ndarray:
+    """The image's scaled voxels as ``dtype``, a few volumes at a time for a compressed 4D image.
+
+    Reading a ``.nii.gz`` whole goes through a bytes copy of the entire array (gzip's ``readinto`` reads
+    into a temporary), doubling the peak memory: 8.4 GB for an HCP subject. The volumes of a 4D image are
+    contiguous on disk, so reading them in order from an open file costs one pass and a few volumes of
+    extra memory.
+    """
+    if len(img.shape) != 4 or img.shape[3] <= _VOLUMES_PER_READ or not str(img.get_filename()).endswith(".gz"):
+        return np.asarray(img.dataobj, dtype=dtype)
+    reader = nib.load(img.get_filename(), keep_file_open=True)
+    first = np.asarray(reader.dataobj[..., :_VOLUMES_PER_READ], dtype=dtype)
+    data = np.empty(img.shape, dtype=first.dtype, order="F")
+    data[..., :_VOLUMES_PER_READ] = first
+    for start in range(_VOLUMES_PER_READ, img.shape[3], _VOLUMES_PER_READ):
+        data[..., start : start + _VOLUMES_PER_READ] = reader.dataobj[..., start : start + _VOLUMES_PER_READ]
+    return data
+
+
 def load_nifti(
     path: PathLike,
     dtype: np.typing.DTypeLike = np.float32,
@@ -117,7 +140,7 @@ def load_nifti(
         kind = {3: "a 3D image (i, j, k)", 4: "a 4D image (i, j, k, q)"}.get(ndim, f"a {ndim}D image")
         raise InputError(f"{path}: expected {kind}, found shape {tuple(img.shape)}")
     try:
-        data = np.asarray(img.dataobj, dtype=dtype)
+        data = _read_voxels(img, dtype)
     except Exception as err:  # truncated gzip/raw data surfaces as EOFError, OSError or ValueError
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise InputError(
