@@ -40,9 +40,10 @@ def crop_subject(
     dmri, bvals, bvecs, mask : input files (data.nii.gz, bvals, bvecs, nodif_brain_mask.nii.gz).
     out : dict with ``dmri``, ``bvals``, ``bvecs``, ``mask`` output paths.
     box_path : JSON file receiving ``{"start": [i, j, k], "stop": [...], "full_shape": [...]}``.
-    slab : ``(first, stop)``: keep only the axial slices ``first <= k < stop`` of the cropped volume
-        (``preprocess.test_slab``: evaluating a slab of a full-size test subject where whole-brain inference
-        would take too long). The box written covers the slab, so ``crop_like`` cuts the truth maps alike.
+    slab : ``(first, stop)``: keep only the axial slices ``first <= k < stop`` counted from the lowest
+        slice holding brain (``preprocess.test_slab``: evaluating a slab of a full-size test subject where
+        whole-brain inference would take too long). The box written covers the slab, so ``crop_like`` cuts
+        the truth maps alike.
 
     Returns
     -------
@@ -59,14 +60,19 @@ def crop_subject(
         )
     cropped, cropped_mask, box = io.autocrop_dmri(data, brain, return_box=True)
     if slab is not None:
+        # counted from the brain's lowest slice: noisy background keeps the crop box at the full volume
         first, stop = (int(v) for v in slab)
-        depth = box.shape[2]
+        brain_slices = np.flatnonzero(brain.any(axis=(0, 1)))
+        if brain_slices.size == 0:
+            raise InputError(f"{mask}: the brain mask is empty; a slab needs brain voxels")
+        bottom = int(brain_slices[0])
+        depth = int(brain_slices[-1]) + 1 - bottom
         if not 0 <= first < stop <= depth:
             raise InputError(
-                f"{dmri}: slab [{first}, {stop}) does not fit the cropped volume's {depth} axial slices; "
+                f"{mask}: slab [{first}, {stop}) does not fit the brain's {depth} axial slices; "
                 f"expected 0 <= first < stop <= {depth}"
             )
-        box = io.CropBox(box.start[:2] + (box.start[2] + first,), box.stop[:2] + (box.start[2] + stop,))
+        box = io.CropBox(box.start[:2] + (bottom + first,), box.stop[:2] + (bottom + stop,))
         cropped, cropped_mask = data[box.slices], brain[box.slices]
     new_affine = box.shift_affine(affine)
     full_shape = list(data.shape[:3])
