@@ -153,11 +153,16 @@ def main(argv=None):
                         help="test subjects cut to a slab (their jobs are not whole-brain costs)")
     parser.add_argument("--patches", type=int, default=1159,
                         help="10³ patches of one brain (bench_hcp_inference.py: 1159 for the rehearsal's)")
+    parser.add_argument("--skip", nargs="*", default=[],
+                        help="jobs to leave out, as RULE/WILDCARDS (e.g. autocrop/hcp01: ran with older code)")
     parser.add_argument("--tflops", type=float, default=None,
                         help="sustained GPU TFLOP/s (default: what the original README's RTX 3080 figure implies)")
     args = parser.parse_args(argv)
     root = Path(args.dir)
     jobs = read_jobs(root)
+    skipped = set(args.skip)
+    jobs = {rule: kept for rule, entries in jobs.items()
+            if (kept := [e for e in entries if f"{rule}/{e['job']}" not in skipped])}
     disk = read_disk(Path(args.du) if args.du else root / "du.log")
     implied = flops.model_flops(3, args.patches, 10, 80) / 120.0 / 1e12
     tflops = args.tflops or implied
