@@ -124,9 +124,8 @@ def disk_for(rule: str, disk: dict[str, float]) -> float | None:
 
 
 def whole_brain_jobs(rule: str, jobs: list[dict], slab_subjects: set[str]) -> list[dict]:
-    """The rule's jobs on whole brains (not on a slab-cut test subject), or all jobs if none."""
-    whole = [job for job in jobs if not any(re.search(rf"(^|/){s}(/|$)", job["job"]) for s in slab_subjects)]
-    return whole or jobs
+    """The rule's jobs on whole brains (not on a slab-cut test subject); empty if none finished."""
+    return [job for job in jobs if not any(re.search(rf"(^|/){s}(/|$)", job["job"]) for s in slab_subjects)]
 
 
 def training_flops(model_dim: int, shells, q_in: int, patches: int) -> float:
@@ -198,13 +197,14 @@ def main(argv=None):
         elif rule == "infer":
             seconds = inference_flops(args.patches) / (tflops * 1e12)
             paper.add(rule, count, f"{seconds / count:.0f} s", seconds / 3600, f"flops.py at {tflops:.1f} TFLOP/s")
-        elif rule in jobs:
+        elif rule in jobs and whole_brain_jobs(rule, jobs[rule], set(args.slab_subjects)):
             entries = whole_brain_jobs(rule, jobs[rule], set(args.slab_subjects))
             per_job = statistics.mean(e["s"] for e in entries)
             seconds = per_job * count
             paper.add(rule, count, f"{per_job:.0f} s", seconds / 3600, f"measured here × {count} jobs")
         else:
-            paper.add(rule, count, "—", None, "not measured here")
+            why = "only on the slab here" if rule in jobs else "not measured here"
+            paper.add(rule, count, "—", None, f"{why}: not in the total")
             continue
         total += seconds
     paper.add("total", sum(paper_jobs().values()), "", total / 3600, "serial")

@@ -110,7 +110,8 @@ def test_hcp_block_is_aligned_to_the_patch_grid_and_inside_the_brain():
 def test_rehearsal_costs_from_benchmark_files_and_paper_extrapolation(tmp_path, capsys):
     header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
     for rule, name, seconds, rss in (("evaluate", "hcp04/b1000_q6/SH", 300.0, 5000), ("evaluate", "hcp05/b1000_q6/SH", 10.0, 900),
-                                     ("autocrop", "hcp01", 100.0, "-")):
+                                     ("autocrop", "hcp01", 100.0, "-"), ("infer", "hcp05/b1000_q6/3D", 50.0, 900),
+                                     ("predict_sh_baseline", "hcp05/b1000_q6/SH", 9.0, 900)):
         path = tmp_path / "benchmarks" / rule / f"{name}.tsv"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(header + f"{seconds}\t0:00:00\t{rss}\t1\t1\t1\t0\t0\t50\t{seconds / 2}\n")
@@ -128,3 +129,6 @@ def test_rehearsal_costs_from_benchmark_files_and_paper_extrapolation(tmp_path, 
     autocrop = next(r for r in measured.rows if r[0] == "autocrop")
     assert autocrop[5] == common.fmt(None) and autocrop[6] == common.fmt(2.048)
     assert "6.3 TFLOP/s" in out
+    # a rule seen only on the slab-cut test subject is not extrapolated (nor is infer: it comes from FLOPs)
+    sh = next(r for r in paper.rows if r[0] == "predict_sh_baseline")
+    assert sh[2] == "—" and "only on the slab" in sh[4]
