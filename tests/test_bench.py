@@ -11,7 +11,9 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
 
+import bench_hcp_inference  # noqa: E402
 import bench_workflow  # noqa: E402
+import hcp_rehearsal_costs  # noqa: E402
 import common  # noqa: E402
 import flops  # noqa: E402
 
@@ -120,3 +122,38 @@ def test_training_config_batch_carries_the_mask_slot_of_the_masked_loss():
     assert target.shape == (3, 11, 10, 10, 10)
     assert set(np.unique(target[:, -1])) == {0.0, 1.0}  # the last slot is a brain mask
     assert np.allclose(np.linalg.norm(bvec_out, axis=-1), 1.0, atol=1e-6)
+
+
+def test_hcp_block_is_aligned_to_the_patch_grid_and_inside_the_brain():
+    mask = np.zeros(bench_hcp_inference.HCP_SHAPE, np.uint8)
+    mask[20:125, 25:150, 20:125] = 1
+    block = bench_hcp_inference.central_block(mask, (3, 2, 1))
+    assert flops.patches_touching(block) == 6
+    assert block.sum() == 6 * 1000  # whole patches, all brain
+
+
+def test_rehearsal_costs_from_benchmark_files_and_paper_extrapolation(tmp_path, capsys):
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    for rule, name, seconds, rss in (("evaluate", "hcp04/b1000_q6/SH", 300.0, 5000), ("evaluate", "hcp05/b1000_q6/SH", 10.0, 900),
+                                     ("autocrop", "hcp01", 100.0, "-"), ("infer", "hcp05/b1000_q6/3D", 50.0, 900),
+                                     ("predict_sh_baseline", "hcp05/b1000_q6/SH", 9.0, 900)):
+        path = tmp_path / "benchmarks" / rule / f"{name}.tsv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(header + f"{seconds}\t0:00:00\t{rss}\t1\t1\t1\t0\t0\t50\t{seconds / 2}\n")
+    (tmp_path / "du.log").write_text("1 1000000 results/preprocessed/hcp01\n2 2000000 results/preprocessed/hcp01\n")
+    jobs = hcp_rehearsal_costs.paper_jobs()
+    assert jobs["train_model"] == 11 and jobs["infer"] == 5 * 13 and jobs["evaluate"] == 5 * 23
+    common.RESULTS_DIR, saved = tmp_path / "results", common.RESULTS_DIR
+    try:
+        measured, paper = hcp_rehearsal_costs.main(["--dir", str(tmp_path)])
+    finally:
+        common.RESULTS_DIR = saved
+    out = capsys.readouterr().out
+    # whole-brain jobs only (hcp05 is the slab), times the paper's 115 evaluate jobs
+    assert ["evaluate", "115", "300 s", common.fmt(300.0 * 115 / 3600)] == next(r for r in paper.rows if r[0] == "evaluate")[:4]
+    autocrop = next(r for r in measured.rows if r[0] == "autocrop")
+    assert autocrop[5] == common.fmt(None) and autocrop[6] == common.fmt(2.048)
+    assert "6.3 TFLOP/s" in out
+    # a rule seen only on the slab-cut test subject is not extrapolated (nor is infer: it comes from FLOPs)
+    sh = next(r for r in paper.rows if r[0] == "predict_sh_baseline")
+    assert sh[2] == "—" and "only on the slab" in sh[4]

@@ -313,3 +313,17 @@ def test_atomic_path_result_has_default_file_mode(tmp_path):
         os.umask(umask)
     assert (tmp_path / "out.nii.gz").stat().st_mode & 0o777 == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["out.nii.gz"]
+
+
+def test_compressed_4d_image_is_read_volumes_at_a_time_with_the_same_values(tmp_path):
+    # more volumes than one read holds, stored as scaled int16: the chunked read applies the scaling alike
+    rng = np.random.default_rng(0)
+    values = rng.integers(0, 3000, size=(7, 6, 5, 40)).astype(np.int16)
+    image = nib.Nifti1Image(values, np.eye(4))
+    image.header.set_slope_inter(0.5, 10.0)
+    nib.save(image, tmp_path / "scaled.nii.gz")
+    expected = np.asarray(nib.load(tmp_path / "scaled.nii.gz").dataobj, dtype=np.float32)
+    loaded = io.load_nifti(tmp_path / "scaled.nii.gz")
+    assert loaded.dtype == np.float32
+    np.testing.assert_array_equal(loaded, expected)
+    np.testing.assert_array_equal(loaded, values * np.float32(0.5) + np.float32(10.0))

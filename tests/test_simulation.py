@@ -8,11 +8,15 @@ import pytest
 
 from dmri_rcnn.errors import InputError
 from dmri_rcnn.simulation import (
+    CSF_DIFFUSIVITY,
     FIBRE_AXIAL_DIFFUSIVITY,
     FIBRE_RADIAL_DIFFUSIVITY,
+    GREY_MATTER_DIFFUSIVITY,
+    add_rician_noise,
     hcp_like_scheme,
     multi_tensor_signal,
     simulate_subject,
+    synthetic_anatomy,
     write_subject,
 )
 
@@ -138,3 +142,38 @@ def test_bad_parameters_raise_input_error():
         simulate_subject(seed=0, shape=(1, 10, 10))
     with pytest.raises(InputError, match="snr"):
         simulate_subject(seed=0, shape=SMALL, snr=0)
+
+
+def test_streamed_simulation_equals_the_whole_volume_at_once(subject):
+    # the reference: signal of every voxel in one call, then noise for the whole (voxels, q) array at once
+    anatomy = synthetic_anatomy(SMALL, seed=3)
+    tissue = anatomy["tissue"]
+    n = int(np.prod(SMALL))
+    clean = multi_tensor_signal(
+        subject.bvals,
+        subject.bvecs,
+        anatomy["fibre_dirs"].reshape(n, 3, 3),
+        anatomy["fibre_fractions"].reshape(n, 3),
+        np.isin(tissue, (2, 3)).astype(np.float64).reshape(-1),
+        np.select([tissue == 2, tissue == 3], [GREY_MATTER_DIFFUSIVITY, CSF_DIFFUSIVITY], 0.0).reshape(-1),
+        anatomy["s0"].reshape(-1),
+    ).astype(np.float32)
+    noisy = add_rician_noise(clean, subject.noise_sigma, np.random.default_rng([3, 1])).astype(np.float32)
+    np.testing.assert_array_equal(subject.noiseless.reshape(n, -1), clean)
+    np.testing.assert_array_equal(subject.dmri.reshape(n, -1), noisy)
+    # chunk size changes nothing, and dropping the noiseless copy leaves the noisy signal as it was
+    streamed = simulate_subject(seed=3, shape=SMALL, chunk_voxels=333, keep_noiseless=False)
+    np.testing.assert_array_equal(streamed.dmri, subject.dmri)
+    assert streamed.noiseless is None
+    with pytest.raises(InputError, match="keep_noiseless"):
+        write_subject(streamed, "unused", write_noiseless=True)
+
+
+def test_brain_scale_shrinks_the_brain_to_an_hcp_like_share():
+    full = synthetic_anatomy((40, 48, 40), seed=7)
+    small = synthetic_anatomy((40, 48, 40), seed=7, brain_scale=0.8)
+    assert 0.38 < full["mask"].mean() < 0.5
+    assert 0.18 < small["mask"].mean() < 0.28
+    assert (np.bincount(small["tissue"].ravel(), minlength=4) > 0).all()
+    with pytest.raises(InputError, match="brain_scale"):
+        synthetic_anatomy((10, 10, 10), seed=7, brain_scale=1.5)

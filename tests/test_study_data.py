@@ -165,3 +165,24 @@ def test_antipodal_context_split_spreads_axes_not_signed_vectors(cropped, tmp_pa
     # 6 axes spread over the sphere of axes: about 63 degrees apart at best (icosahedron's axes)
     assert axial > 40
     assert axial >= signed
+
+
+def test_crop_to_a_test_slab_keeps_the_slab_and_its_world_position(subject_dir, cropped, tmp_path):
+    full_out, full_box_path, full_shape = cropped
+    out = {key: tmp_path / name for key, name in [("dmri", "data.nii.gz"), ("bvals", "bvals"), ("bvecs", "bvecs"), ("mask", "mask.nii.gz")]}
+    inputs = [subject_dir / name for name in ("data.nii.gz", "bvals", "bvecs", "nodif_brain_mask.nii.gz")]
+    shape = crop_subject(*inputs, out, tmp_path / "box.json", slab=(2, 5))
+    assert tuple(shape) == tuple(full_shape[:2]) + (3,)
+    full = nib.load(full_out["dmri"])
+    slab = nib.load(out["dmri"])
+    # slices are counted from the lowest one holding brain
+    bottom = int(np.flatnonzero(io.load_nifti(full_out["mask"]).any(axis=(0, 1)))[0])
+    np.testing.assert_array_equal(slab.get_fdata(), full.get_fdata()[:, :, bottom + 2 : bottom + 5])
+    np.testing.assert_allclose(slab.affine[:3, 3], (full.affine @ np.array([0, 0, bottom + 2, 1]))[:3])
+    assert io.load_nifti(out["mask"]).any()
+    # truth maps cut with the slab's box line up with the slab's mask
+    crop_like(subject_dir / "tissue.nii.gz", tmp_path / "box.json", tmp_path / "tissue.nii.gz")
+    tissue = io.load_nifti(tmp_path / "tissue.nii.gz", dtype=np.uint8)
+    np.testing.assert_array_equal(tissue > 0, io.load_nifti(out["mask"], dtype=np.uint8) > 0)
+    with pytest.raises(InputError, match=r"slab \[2, 99\) does not fit the brain's"):
+        crop_subject(*inputs, out, tmp_path / "box2.json", slab=(2, 99))

@@ -38,6 +38,11 @@ BAD_CONFIGS = {
         "training.lr_schedule",
         "steps_per_epoch",
     ),
+    "empty test slab": (
+        lambda c: c["preprocess"].update(test_slab=[20, 20]),
+        "preprocess.test_slab",
+        "[20, 20) is empty",
+    ),
     "too few directions": (
         lambda c: c["synthetic"].update(n_directions=12),
         "synthetic.n_directions",
@@ -188,3 +193,11 @@ def test_example_files_are_of_the_chosen_subject_at_the_first_setting():
     predictions = design.example_predictions(config)
     assert list(predictions) == design.methods_for(config, 1000, 6)
     assert predictions["3D"] == "results/predictions/te2/b1000_q6/3D.nii.gz"
+
+
+def test_test_slab_applies_to_test_subjects_only():
+    config = tiny_config()
+    assert design.test_slab(config, "te1") is None
+    config["preprocess"]["test_slab"] = [4, 8]
+    assert design.test_slab(config, "te1") == [4, 8]
+    assert design.test_slab(config, "tr1") is None

@@ -63,8 +63,8 @@ class SyntheticSubject:
         Unit directions of the fibre populations (zero where a population is absent).
     fibre_fractions : (i, j, k, MAX_FIBRES) float32
         Volume fractions of the fibre populations (sum 1 in white matter, 0 elsewhere).
-    noiseless : (i, j, k, q) float32
-        The signal before noise was added.
+    noiseless : (i, j, k, q) float32 or None
+        The signal before noise was added (None when simulated with ``keep_noiseless=False``).
     affine : (4, 4) float64
         Voxel-to-world transform in mm.
     noise_sigma : float
@@ -217,7 +217,7 @@ def _smooth_random_field(shape: tuple[int, int, int], rng: np.random.Generator, 
     return field_ / n_waves
 
 
-def synthetic_anatomy(shape: tuple[int, int, int], seed: int) -> dict[str, np.ndarray]:
+def synthetic_anatomy(shape: tuple[int, int, int], seed: int, brain_scale: float = 1.0) -> dict[str, np.ndarray]:
     """Build the tissue layout and fibre configuration of one subject.
 
     Parameters
@@ -226,14 +226,20 @@ def synthetic_anatomy(shape: tuple[int, int, int], seed: int) -> dict[str, np.nd
         Volume size in voxels.
     seed : int
         Subject seed.
+    brain_scale : float
+        Size of the brain (and everything in it) relative to the field of view; 1.0 nearly fills it.
 
     Returns
     -------
     dict with ``mask`` (i,j,k) bool, ``tissue`` (i,j,k) uint8, ``fibre_dirs`` (i,j,k,3,3) float,
     ``fibre_fractions`` (i,j,k,3) float, ``s0`` (i,j,k) float (3000–4000 inside the brain).
     """
+    if not 0 < brain_scale <= 1:
+        raise InputError(f"brain_scale is {brain_scale}; expected a fraction of the field of view in (0, 1]")
     rng = np.random.default_rng(seed)
     grid = _normalised_grid(shape)
+    if brain_scale != 1.0:
+        grid = grid / brain_scale
     x, y, z = grid[..., 0], grid[..., 1], grid[..., 2]
 
     # brain: an ellipsoid with a gently wobbling surface
@@ -356,6 +362,8 @@ def simulate_subject(
     snr: float = 20.0,
     chunk_voxels: int = 20000,
     progress: bool = False,
+    brain_scale: float = 1.0,
+    keep_noiseless: bool = True,
 ) -> SyntheticSubject:
     """Simulate one HCP-like subject.
 
@@ -376,9 +384,15 @@ def simulate_subject(
     snr : float
         Signal-to-noise ratio of the b0 signal in white matter: noise sigma = 3300 / snr.
     chunk_voxels : int
-        Voxels simulated per chunk (bounds memory for large volumes).
+        Voxels simulated per chunk: signal and noise are computed chunk by chunk (float64 only inside a
+        chunk), so the peak memory is the float32 result plus the anatomy; the numbers do not depend on it.
     progress : bool
         Show a progress bar.
+    brain_scale : float
+        Size of the brain relative to the field of view (1.0: the ellipsoid nearly fills the volume, ~40%
+        of the voxels; 0.8: ~22%, about HCP's share of brain voxels). Anatomy shrinks with it.
+    keep_noiseless : bool
+        Keep the noiseless signal (``noiseless``; None otherwise, which saves a float32 copy of the volume).
 
     Returns
     -------
@@ -390,7 +404,7 @@ def simulate_subject(
     if snr <= 0:
         raise InputError(f"snr is {snr}; expected a positive signal-to-noise ratio")
     bvals, bvecs = hcp_like_scheme(tuple(int(s) for s in shells), n_directions, n_b0)
-    anatomy = synthetic_anatomy(shape, seed)
+    anatomy = synthetic_anatomy(shape, seed, brain_scale=brain_scale)
     tissue = anatomy["tissue"]
 
     iso_fraction = np.isin(tissue, (2, 3)).astype(np.float64)
@@ -403,18 +417,37 @@ def simulate_subject(
     flat_diff = iso_diffusivity.reshape(-1)
     flat_s0 = anatomy["s0"].reshape(-1)
 
-    noiseless = np.empty((n_voxels, bvals.size), dtype=np.float32)
+    sigma = 3300.0 / snr
+    # The noise is drawn as if for the whole (voxels, q) array at once: all real parts, then all
+    # imaginary parts, in C order. Drawing in consecutive chunks gives the same numbers, so a second
+    # generator skipped past the real parts streams the imaginary ones.
+    real_rng = np.random.default_rng([seed, 1])
+    imaginary_rng = np.random.default_rng([seed, 1])
+    n_values = n_voxels * bvals.size
+    chunk_values = chunk_voxels * bvals.size
+    for start in range(0, n_values, chunk_values):
+        imaginary_rng.normal(0.0, sigma, size=min(chunk_values, n_values - start))
+
+    dmri = np.empty((n_voxels, bvals.size), dtype=np.float32)
+    noiseless = np.empty((n_voxels, bvals.size), dtype=np.float32) if keep_noiseless else None
     starts = range(0, n_voxels, chunk_voxels)
     for start in tqdm(starts, desc="simulating", unit="chunk", disable=not progress):
         block = slice(start, min(start + chunk_voxels, n_voxels))
-        noiseless[block] = multi_tensor_signal(
-            bvals, bvecs, flat_dirs[block], flat_fractions[block], flat_iso[block], flat_diff[block], flat_s0[block]
-        )
-    noiseless = noiseless.reshape(shape + (bvals.size,))
-
-    sigma = 3300.0 / snr
-    noise_rng = np.random.default_rng([seed, 1])
-    dmri = add_rician_noise(noiseless, sigma, noise_rng).astype(np.float32)
+        # outside the brain S0 = 0, so the signal is exactly 0: compute it for the brain voxels only
+        brain = np.flatnonzero(flat_s0[block] > 0) + start
+        clean = np.zeros((block.stop - start, bvals.size), dtype=np.float32)
+        if brain.size:
+            clean[brain - start] = multi_tensor_signal(
+                bvals, bvecs, flat_dirs[brain], flat_fractions[brain], flat_iso[brain], flat_diff[brain], flat_s0[brain]
+            )
+        real = clean + real_rng.normal(0.0, sigma, size=clean.shape)
+        imaginary = imaginary_rng.normal(0.0, sigma, size=clean.shape)
+        dmri[block] = np.hypot(real, imaginary)
+        if noiseless is not None:
+            noiseless[block] = clean
+    dmri = dmri.reshape(shape + (bvals.size,))
+    if noiseless is not None:
+        noiseless = noiseless.reshape(shape + (bvals.size,))
 
     affine = np.diag([-voxel_size, voxel_size, voxel_size, 1.0])
     affine[:3, 3] = [voxel_size * (shape[0] - 1) / 2, -voxel_size * (shape[1] - 1) / 2, -voxel_size * (shape[2] - 1) / 2]
@@ -429,7 +462,14 @@ def simulate_subject(
         noiseless=noiseless,
         affine=affine,
         noise_sigma=sigma,
-        metadata={"seed": seed, "shape": shape, "voxel_size": voxel_size, "snr": snr, "shells": list(shells)},
+        metadata={
+            "seed": seed,
+            "shape": shape,
+            "voxel_size": voxel_size,
+            "snr": snr,
+            "shells": list(shells),
+            "brain_scale": brain_scale,
+        },
     )
 
 
@@ -477,7 +517,7 @@ def write_subject(subject: SyntheticSubject, out_dir: str | Path, write_noiseles
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {key: out_dir / name for key, name in SUBJECT_FILES.items()}
-    _write_nifti(subject.dmri.astype(np.float32), subject.affine, paths["dmri"])
+    _write_nifti(np.asarray(subject.dmri, dtype=np.float32), subject.affine, paths["dmri"])
     _write_text(" ".join(f"{b:g}" for b in subject.bvals) + "\n", paths["bvals"])
     _write_text("\n".join(" ".join(f"{v:.6f}" for v in row) for row in subject.bvecs) + "\n", paths["bvecs"])
     _write_nifti(subject.mask.astype(np.uint8), subject.affine, paths["mask"])
@@ -486,7 +526,9 @@ def write_subject(subject: SyntheticSubject, out_dir: str | Path, write_noiseles
     _write_nifti(dirs.astype(np.float32), subject.affine, paths["fibre_dirs"])
     _write_nifti(subject.fibre_fractions.astype(np.float32), subject.affine, paths["fibre_fractions"])
     if write_noiseless:
-        _write_nifti(subject.noiseless.astype(np.float32), subject.affine, paths["noiseless"])
+        if subject.noiseless is None:
+            raise InputError("write_noiseless is set, but the subject was simulated with keep_noiseless=False")
+        _write_nifti(np.asarray(subject.noiseless, dtype=np.float32), subject.affine, paths["noiseless"])
     else:
         del paths["noiseless"]
     return paths

@@ -16,6 +16,8 @@ rule autocrop:
         "benchmarks/autocrop/{subject}.tsv"
     conda:
         "../../envs/data.yaml"
+    params:
+        slab=lambda wildcards: design.test_slab(config, wildcards.subject),
     script:
         "../scripts/autocrop.py"
 

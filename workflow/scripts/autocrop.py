@@ -13,5 +13,6 @@ shape = crop_subject(
     snakemake.input.mask,
     out=dict(snakemake.output.items()),
     box_path=snakemake.output.box,
+    slab=snakemake.params.slab,
 )
 logging.info("cropped %s to %s", snakemake.wildcards.subject, shape)

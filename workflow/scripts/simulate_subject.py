@@ -15,6 +15,9 @@ subject = simulate_subject(
     n_directions=settings["n_directions"],
     n_b0=settings["n_b0"],
     snr=settings["snr"],
+    brain_scale=settings["brain_scale"],
+    keep_noiseless=settings["write_noiseless"],
+    progress=True,
 )
 paths = write_subject(subject, Path(snakemake.output.dmri).parent, write_noiseless=settings["write_noiseless"])
 logging.info("subject %s (seed %d): %s", snakemake.wildcards.subject, snakemake.params.seed, sorted(paths))

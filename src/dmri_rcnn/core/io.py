@@ -103,6 +103,10 @@ def load_nifti_image(path: PathLike) -> nib.Nifti1Image | nib.Nifti2Image:
     return img
 
 
+#: Volumes read at a time from a compressed 4D image (see :func:`_read_voxels`).
+_VOLUMES_PER_READ = 16
+
+
 def load_nifti(
     path: PathLike,
     dtype: np.typing.DTypeLike = np.float32,
@@ -149,14 +153,24 @@ def _read_voxels(path: PathLike, img, dtype) -> np.ndarray:
     """Read the voxels; for ``.gz`` also read to the end of the stream, where gzip checks its CRC.
 
     nibabel stops decompressing after the last voxel, so damage inside the compressed data could
-    otherwise decode to wrong voxel values without any error.
+    otherwise decode to wrong voxel values without any error. A compressed 4D image is read a few
+    volumes at a time: read whole, it goes through a bytes copy of the entire array (gzip's ``readinto``
+    reads into a temporary), doubling the peak memory (8.4 GB for an HCP subject). The volumes are
+    contiguous on disk, so reading them in order costs one pass and a few volumes of extra memory.
     """
     if not str(path).endswith(".gz"):
         return np.asarray(img.dataobj, dtype=dtype)
     with gzip.open(path, "rb") as stream:
         holder = nib.FileHolder(filename=str(path), fileobj=stream)
-        image = type(img).from_file_map({"header": holder, "image": holder})
-        data = np.asarray(image.dataobj, dtype=dtype)
+        proxy = type(img).from_file_map({"header": holder, "image": holder}).dataobj
+        if len(img.shape) != 4 or img.shape[3] <= _VOLUMES_PER_READ:
+            data = np.asarray(proxy, dtype=dtype)
+        else:
+            first = np.asarray(proxy[..., :_VOLUMES_PER_READ], dtype=dtype)
+            data = np.empty(img.shape, dtype=first.dtype, order="F")
+            data[..., :_VOLUMES_PER_READ] = first
+            for start in range(_VOLUMES_PER_READ, img.shape[3], _VOLUMES_PER_READ):
+                data[..., start : start + _VOLUMES_PER_READ] = proxy[..., start : start + _VOLUMES_PER_READ]
         stream.read()  # the rest of the stream (usually nothing) and the CRC/length check
     return data
 
@@ -595,7 +609,10 @@ def autocrop_dmri(dmri: np.ndarray, mask: np.ndarray, return_box: bool = False):
         raise InputError(
             f"mask: expected a mask with the dMRI spatial shape {dmri.shape[:3]}, found shape {mask.shape}"
         )
-    occupied = np.any(dmri != 0, axis=3) | (mask > 0)
+    # a few volumes at a time: a whole-volume boolean copy is 1 GB at HCP size
+    occupied = mask > 0
+    for first in range(0, dmri.shape[3], 16):
+        occupied |= np.any(dmri[..., first : first + 16] != 0, axis=3)
     if not occupied.any():
         raise InputError("dmri and mask: nothing to crop to, every voxel of both is zero")
     start, stop = [], []

@@ -24,7 +24,15 @@ def _save_nifti_like(data: np.ndarray, reference: PathLike, path: PathLike, affi
     io.save_nifti(data, image.affine if affine is None else affine, path)
 
 
-def crop_subject(dmri: PathLike, bvals: PathLike, bvecs: PathLike, mask: PathLike, out: dict, box_path: PathLike) -> tuple:
+def crop_subject(
+    dmri: PathLike,
+    bvals: PathLike,
+    bvecs: PathLike,
+    mask: PathLike,
+    out: dict,
+    box_path: PathLike,
+    slab: tuple[int, int] | None = None,
+) -> tuple:
     """Crop a subject to the bounding box of its signal and mask; write the box as JSON.
 
     Parameters
@@ -32,6 +40,10 @@ def crop_subject(dmri: PathLike, bvals: PathLike, bvecs: PathLike, mask: PathLik
     dmri, bvals, bvecs, mask : input files (data.nii.gz, bvals, bvecs, nodif_brain_mask.nii.gz).
     out : dict with ``dmri``, ``bvals``, ``bvecs``, ``mask`` output paths.
     box_path : JSON file receiving ``{"start": [i, j, k], "stop": [...], "full_shape": [...]}``.
+    slab : ``(first, stop)``: keep only the axial slices ``first <= k < stop`` counted from the lowest
+        slice holding brain (``preprocess.test_slab``: evaluating a slab of a full-size test subject where
+        whole-brain inference would take too long). The box written covers the slab, so ``crop_like`` cuts
+        the truth maps alike.
 
     Returns
     -------
@@ -47,14 +59,31 @@ def crop_subject(dmri: PathLike, bvals: PathLike, bvecs: PathLike, mask: PathLik
             f"{bvec.shape[1]} directions; expected the same number"
         )
     cropped, cropped_mask, box = io.autocrop_dmri(data, brain, return_box=True)
+    if slab is not None:
+        # counted from the brain's lowest slice: noisy background keeps the crop box at the full volume
+        first, stop = (int(v) for v in slab)
+        brain_slices = np.flatnonzero(brain.any(axis=(0, 1)))
+        if brain_slices.size == 0:
+            raise InputError(f"{mask}: the brain mask is empty; a slab needs brain voxels")
+        bottom = int(brain_slices[0])
+        depth = int(brain_slices[-1]) + 1 - bottom
+        if not 0 <= first < stop <= depth:
+            raise InputError(
+                f"{mask}: slab [{first}, {stop}) does not fit the brain's {depth} axial slices; "
+                f"expected 0 <= first < stop <= {depth}"
+            )
+        box = io.CropBox(box.start[:2] + (bottom + first,), box.stop[:2] + (bottom + stop,))
+        cropped, cropped_mask = data[box.slices], brain[box.slices]
     new_affine = box.shift_affine(affine)
-    io.save_nifti(np.ascontiguousarray(cropped, dtype=np.float32), new_affine, out["dmri"])
+    full_shape = list(data.shape[:3])
+    # the crop is written from its view: a contiguous copy would add 1.9 GB at HCP size
+    io.save_nifti(cropped, new_affine, out["dmri"])
     io.save_nifti(np.ascontiguousarray(cropped_mask, dtype=np.uint8), new_affine, out["mask"])
     io.save_bval(bval, out["bvals"])
     io.save_bvec(bvec, out["bvecs"])
     with atomic_path(box_path) as tmp:
         tmp.write_text(
-            json.dumps({"start": list(box.start), "stop": list(box.stop), "full_shape": list(data.shape[:3])}) + "\n"
+            json.dumps({"start": list(box.start), "stop": list(box.stop), "full_shape": full_shape}) + "\n"
         )
     return box.shape
 

@@ -116,6 +116,9 @@ def check_config(cfg: dict) -> None:
                 raise ConfigError(
                     "models.combined.q_in", f"q_in {q_in} is not supported; expected one of {_one_of(KNOWN_Q_IN)}"
                 )
+    slab = cfg["preprocess"].get("test_slab")
+    if slab is not None and not 0 <= slab[0] < slab[1]:
+        raise ConfigError("preprocess.test_slab", f"[{slab[0]}, {slab[1]}) is empty; expected 0 <= first < stop")
     training = cfg["training"]
     if training.get("lr_schedule") == "cosine" and not training.get("steps_per_epoch"):
         raise ConfigError(
@@ -222,6 +225,14 @@ def truth_file_names(cfg: dict) -> dict[str, str]:
     if cfg["synthetic"]["write_noiseless"]:
         names["noiseless"] = NOISELESS_FILE_NAME
     return names
+
+
+def test_slab(cfg: dict, subject: str) -> list[int] | None:
+    """The axial slab ``[first, stop)`` a test subject is cut to (``preprocess.test_slab``); None for others."""
+    slab = cfg["preprocess"].get("test_slab")
+    if slab is None or subject not in cfg["subjects"]["test"]:
+        return None
+    return [int(slab[0]), int(slab[1])]
 
 
 def subject_folder(cfg: dict, subject: str) -> str:
