@@ -25,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
+from bench_training_step import random_batch  # noqa: E402
 
 Q_IN, Q_OUT = 6, 10
 
@@ -33,16 +34,9 @@ def random_masked_batch(batch_size: int, q_in: int = Q_IN, q_out: int = Q_OUT, s
     """((context, bvec_in, bvec_out), target + mask slot) float32 arrays of one training batch."""
     import numpy as np
 
-    rng = np.random.default_rng(seed)
-
-    def unit(n):
-        v = rng.normal(size=(batch_size, n, 3)).astype(np.float32)
-        return v / np.linalg.norm(v, axis=-1, keepdims=True)
-
-    context = rng.uniform(0, 1, size=(batch_size, q_in, 10, 10, 10)).astype(np.float32)
-    target = rng.uniform(0, 1, size=(batch_size, q_out, 10, 10, 10)).astype(np.float32)
-    mask = (rng.uniform(size=(batch_size, 1, 10, 10, 10)) < 0.6).astype(np.float32)
-    return (context, unit(q_in), unit(q_out)), np.concatenate([target, mask], axis=1)
+    inputs, target = random_batch(batch_size, q_in, q_out, seed)
+    mask = (np.random.default_rng(seed + 1).uniform(size=(batch_size, 1, 10, 10, 10)) < 0.6).astype(np.float32)
+    return inputs, np.concatenate([target, mask], axis=1)
 
 
 def child(model_dim, width, min_filters, batch_size, steps, precision, jit, threads) -> None:

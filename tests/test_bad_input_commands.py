@@ -10,27 +10,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 
+from bad_input_files import AFFINE, command, write_context_scan
 from dmri_rcnn.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, InputError
-
-AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])
-
-
-def command(name: str) -> list[str]:
-    script = Path(sys.executable).parent / name
-    assert script.exists(), f"console script {name} is not installed beside {sys.executable}"
-    return [str(script)]
-
-
-def _unit(n, seed):
-    v = np.random.default_rng(seed).normal(size=(3, n))
-    return v / np.linalg.norm(v, axis=0)
 
 
 def listing(folder: Path) -> dict[str, int]:
@@ -67,15 +54,9 @@ def weights(tmp_path_factory):
 
 @pytest.fixture
 def scan(tmp_path):
+    write_context_scan(tmp_path)
     rng = np.random.default_rng(0)
-    shape = (10, 10, 10)
-    nib.save(nib.Nifti1Image(rng.uniform(500, 2000, shape + (6,)).astype(np.float32), AFFINE), tmp_path / "dmri.nii.gz")
-    nib.save(nib.Nifti1Image(rng.uniform(500, 2000, shape + (6,)).astype(np.float32), AFFINE), tmp_path / "plain.nii")
-    mask = np.zeros(shape, np.uint8)
-    mask[2:8, 2:8, 2:8] = 1
-    nib.save(nib.Nifti1Image(mask, AFFINE), tmp_path / "mask.nii.gz")
-    np.savetxt(tmp_path / "bvec_in", _unit(6, 1), fmt="%.6f")
-    np.savetxt(tmp_path / "bvec_out", _unit(4, 2), fmt="%.6f")
+    nib.save(nib.Nifti1Image(rng.uniform(500, 2000, (10, 10, 10, 6)).astype(np.float32), AFFINE), tmp_path / "plain.nii")
     return tmp_path
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -17,22 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bad_input_files import AFFINE, command, write_context_scan
+from bad_input_files import unit_vectors as _unit
 from dmri_rcnn.core import io
 from dmri_rcnn.errors import EXIT_BAD_INPUT, InputError
-
-AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])
-
-
-def _unit(n, seed):
-    v = np.random.default_rng(seed).normal(size=(3, n))
-    return v / np.linalg.norm(v, axis=0)
-
-
-def command(name: str) -> list[str]:
-    """The installed console script beside this Python (the way a user runs it)."""
-    script = Path(sys.executable).parent / name
-    assert script.exists(), f"console script {name} is not installed beside {sys.executable}"
-    return [str(script)]
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -56,15 +43,7 @@ def run_bad(argv: list[str], folder: Path, match: str, out: Path | None = None):
 @pytest.fixture
 def scan(tmp_path):
     """A 6-direction context scan, 4 target directions and a mask, as files."""
-    rng = np.random.default_rng(0)
-    shape = (10, 10, 10)
-    nib.save(nib.Nifti1Image(rng.uniform(500, 2000, shape + (6,)).astype(np.float32), AFFINE), tmp_path / "dmri.nii.gz")
-    mask = np.zeros(shape, np.uint8)
-    mask[2:8, 2:8, 2:8] = 1
-    nib.save(nib.Nifti1Image(mask, AFFINE), tmp_path / "mask.nii.gz")
-    np.savetxt(tmp_path / "bvec_in", _unit(6, 1), fmt="%.6f")
-    np.savetxt(tmp_path / "bvec_out", _unit(4, 2), fmt="%.6f")
-    return tmp_path
+    return write_context_scan(tmp_path)
 
 
 def rcnn_argv(folder: Path, **change) -> list[str]:
