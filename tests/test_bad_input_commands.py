@@ -301,3 +301,25 @@ def test_warning_signal_scale_far_from_the_models(scan, weights, factor, fragmen
     assert fragment in lines[0]
     if factor > 0:
         assert "use -c -n" in lines[0]
+
+
+def test_case11_ctrl_c_swallowed_by_library_code_still_writes_nothing(tmp_path, monkeypatch):
+    """Some libraries catch every exception; a Ctrl-C they swallow must still stop the output."""
+    import dmri_rcnn.utils
+    from dmri_rcnn.cli._command import run_command
+    from dmri_rcnn.utils import atomic_path
+
+    monkeypatch.setattr(dmri_rcnn.utils._Interrupt, "requested", False)
+    target = tmp_path / "out.txt"
+
+    def main(argv):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, delivered to this process
+        except BaseException:  # library code that swallows it
+            pass
+        with atomic_path(target) as tmp:
+            tmp.write_text("result")
+        return 0
+
+    assert run_command(main, [], "tool") == EXIT_INTERRUPTED
+    assert list(tmp_path.iterdir()) == []

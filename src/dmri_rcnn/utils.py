@@ -69,6 +69,21 @@ def glob_escape(text: str) -> str:
     return re.sub(r"([*?[])", r"[\1]", text)
 
 
+class _Interrupt:
+    """Set by the commands' Ctrl-C handler; a KeyboardInterrupt that library code swallows still counts."""
+
+    requested = False
+
+
+def interrupt_requested() -> bool:
+    """True once Ctrl-C was pressed in a command (see ``dmri_rcnn.cli._command.run_command``)."""
+    return _Interrupt.requested
+
+
+def request_interrupt() -> None:
+    _Interrupt.requested = True
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
@@ -101,6 +116,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.chmod(tmp, 0o666 & ~umask)
     try:
         yield tmp
+        if interrupt_requested():  # never commit an output after Ctrl-C, even if the interrupt was swallowed
+            raise KeyboardInterrupt
         os.replace(tmp, target)
     except OSError as err:
         tmp.unlink(missing_ok=True)

@@ -11,12 +11,15 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from dmri_rcnn.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, InputError
+from dmri_rcnn.utils import interrupt_requested, request_interrupt
 
 
 #: TensorFlow's start-up notices: printed by its C++ libraries while they load, whatever
@@ -91,8 +94,17 @@ def run_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[str]
     ``KeyboardInterrupt``: one line, status 130; writers go through atomic temporary files, so nothing
     is left behind. Any other exception is a bug and propagates with its traceback (status 1).
     """
+    def on_ctrl_c(signum, frame):
+        request_interrupt()  # remembered even if library code catches the KeyboardInterrupt below
+        raise KeyboardInterrupt
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_ctrl_c) if in_main_thread else None
     try:
-        return main(argv)
+        status = main(argv)
+        if interrupt_requested():
+            raise KeyboardInterrupt
+        return status
     except InputError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -102,6 +114,9 @@ def run_command(main: Callable[[Sequence[str] | None], int], argv: Sequence[str]
     except OSError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    finally:
+        if in_main_thread and previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _same_file(first: Path, second: Path) -> bool:
