@@ -90,8 +90,8 @@ def plot_example_slices(targets: PathLike, mask: PathLike, predictions: dict, ou
     """Acquired vs predicted slices (and absolute errors) of one target direction, every method."""
     from dmri_rcnn import plot
 
-    acquired = io.load_nifti(targets)[..., direction]
-    predicted = {method: io.load_nifti(path)[..., direction] for method, path in predictions.items()}
+    acquired = io.load_nifti_volume(targets, direction)
+    predicted = {method: io.load_nifti_volume(path, direction) for method, path in predictions.items()}
     plot.plot_comparison_slices(
         acquired,
         predicted,
