@@ -3,7 +3,7 @@
 
     python bench/run_all.py            # the full set (tens of minutes on 2 cores)
     python bench/run_all.py --quick    # smaller cases, one run each (~6 min on a quiet 2-core machine, more when busy)
-    python bench/run_all.py --full     # adds the HCP-size 145×174×145 inference (hours on CPU)
+    python bench/run_all.py --full     # adds the HCP-size 145×174×145 inference (hours on CPU) and evaluation
 
 Needs the project environment (``make install``) and, for the comparison columns, the original
 package's environment (``make original-env``; without it those columns stay empty).
@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_evaluate_memory  # noqa: E402
 import bench_inference  # noqa: E402
 import bench_matmul_ceiling  # noqa: E402
 import bench_tfrecord  # noqa: E402
@@ -31,9 +32,10 @@ import common  # noqa: E402
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--quick", action="store_true", help="small cases, single runs")
-    parser.add_argument("--full", action="store_true", help="also the HCP-size inference case")
+    parser.add_argument("--full", action="store_true", help="also the HCP-size inference case; evaluation at HCP size")
     parser.add_argument("--skip", nargs="*", default=[],
-                        choices=["ceiling", "tfrecord", "training", "training-config", "input", "inference", "workflow"])
+                        choices=["ceiling", "tfrecord", "training", "training-config", "input", "inference", "evaluation",
+                                 "workflow"])
     args = parser.parse_args(argv)
     start = time.perf_counter()
     common.print_machine_facts()
@@ -63,6 +65,10 @@ def main(argv=None) -> None:
         if args.full:
             inference_args.append("--full")
         bench_inference.main(inference_args, ceilings=ceilings)
+    if "evaluation" not in args.skip:
+        # HCP size with --full (~15 min on 2 cores with the input simulation), 1/8 of it by default
+        shape = [] if args.full else ["--shape", *(["40", "48", "40"] if quick else ["72", "87", "72"])]
+        bench_evaluate_memory.main(shape)
     if "workflow" not in args.skip:
         bench_workflow.main([])
     print(f"All benchmarks done in {time.perf_counter() - start:.0f} s; tables in {common.RESULTS_DIR}.")

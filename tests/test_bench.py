@@ -157,3 +157,17 @@ def test_rehearsal_costs_from_benchmark_files_and_paper_extrapolation(tmp_path, 
     # a rule seen only on the slab-cut test subject is not extrapolated (nor is infer: it comes from FLOPs)
     sh = next(r for r in paper.rows if r[0] == "predict_sh_baseline")
     assert sh[2] == "—" and "only on the slab" in sh[4]
+
+
+def test_evaluate_memory_bench_runs_every_step_on_a_small_subject(tmp_path, monkeypatch):
+    import bench_evaluate_memory
+
+    monkeypatch.setattr(common, "RESULTS_DIR", tmp_path / "results")
+    table = bench_evaluate_memory.main(["--shape", "16", "18", "14", "--fa-methods", "2", "--work", str(tmp_path / "work")])
+    assert [row[0] for row in table.rows] == ["evaluate", "fa_maps", "slices"]
+    assert [row[1] for row in table.rows] == ["1", "2", "2"]
+    assert all(float(row[5]) > 0.05 for row in table.rows)  # peak RSS in GiB: at least the interpreter
+    header, *rows = (tmp_path / "work" / "evaluate_out" / "metrics.tsv").read_text().splitlines()
+    assert header.split("\t")[:5] == ["subject", "method", "shell", "q_in", "mae"] and len(rows) == 1
+    assert (tmp_path / "work" / "fa_maps_out" / "fa.png").stat().st_size > 0
+    assert (tmp_path / "results" / "evaluate_memory.tsv").exists()

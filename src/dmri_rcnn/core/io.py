@@ -44,6 +44,7 @@ __all__ = [
     "load_mask",
     "load_nifti",
     "load_nifti_image",
+    "load_nifti_volume",
     "merge_octants",
     "save_bval",
     "save_bvec",
@@ -173,6 +174,54 @@ def _read_voxels(path: PathLike, img, dtype) -> np.ndarray:
                 data[..., start : start + _VOLUMES_PER_READ] = proxy[..., start : start + _VOLUMES_PER_READ]
         stream.read()  # the rest of the stream (usually nothing) and the CRC/length check
     return data
+
+
+#: Bytes decompressed at a time when reading past the wanted volume to the gzip CRC.
+_DRAIN_BYTES = 16 << 20
+
+
+def load_nifti_volume(path: PathLike, index: int, dtype: np.typing.DTypeLike = np.float32) -> np.ndarray:
+    """Load one volume ``[..., index]`` of a 4D NIfTI image without holding the others in memory.
+
+    A ``.gz`` file is still decompressed to its end (in 16 MB pieces), so its CRC is checked as
+    :func:`load_nifti` checks it.
+
+    Parameters
+    ----------
+    path : path to a 4D ``.nii`` or ``.nii.gz`` file.
+    index : the volume, 0 <= index < q.
+    dtype : NumPy dtype of the returned array.
+
+    Returns
+    -------
+    (i, j, k) ``dtype`` array, scaled by the header's slope/intercept.
+
+    Raises
+    ------
+    InputError
+        Missing, non-NIfTI, not 4D or truncated file, or an index outside the image.
+    """
+    img = load_nifti_image(path)
+    if len(img.shape) != 4:
+        raise InputError(f"{path}: expected a 4D image (i, j, k, q), found shape {tuple(img.shape)}")
+    if not 0 <= int(index) < img.shape[3]:
+        raise InputError(f"{path}: volume {index} asked for; the image has {img.shape[3]} volumes (0 to {img.shape[3] - 1})")
+    try:
+        if not str(path).endswith(".gz"):
+            return np.asarray(img.dataobj[..., int(index)], dtype=dtype)
+        with gzip.open(path, "rb") as stream:
+            holder = nib.FileHolder(filename=str(path), fileobj=stream)
+            proxy = type(img).from_file_map({"header": holder, "image": holder}).dataobj
+            data = np.asarray(proxy[..., int(index)], dtype=dtype)
+            while stream.read(_DRAIN_BYTES):  # the rest of the stream and the CRC/length check
+                pass
+        return data
+    except Exception as err:  # truncated gzip/raw data surfaces as EOFError, OSError or ValueError
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputError(
+            f"{path}: NIfTI header promises shape {tuple(img.shape)} but the voxel data cannot be read "
+            f"(truncated or corrupt file: {reason})"
+        ) from None
 
 
 def _writable_dtype(data: np.ndarray) -> np.dtype:

@@ -8,7 +8,7 @@ Typical use::
                                   context_bvecs=context_bvecs, target_bvecs=target_bvecs, bval=1000)
 """
 
-from dmri_rcnn.evaluation.dti import FA_THRESHOLD, DTIMaps, axis_angle_deg, dti_errors, fit_dti
+from dmri_rcnn.evaluation.dti import FA_THRESHOLD, DTIMaps, axis_angle_deg, dti_errors, fit_dti, fit_dti_in_blocks
 from dmri_rcnn.evaluation.evaluate import dominant_fibre_direction, evaluate_prediction, fit_dti_with_targets, stack_for_dti
 from dmri_rcnn.evaluation.metrics import (
     data_range,
@@ -54,6 +54,7 @@ __all__ = [
     "dti_errors",
     "evaluate_prediction",
     "fit_dti",
+    "fit_dti_in_blocks",
     "fit_dti_with_targets",
     "mean_absolute_error",
     "mean_b0",

@@ -43,13 +43,20 @@ class DTIMaps:
     failed: np.ndarray | None = None
 
 
-def fit_dti(dmri, bvals, bvecs, mask, fit_method: str = "WLS") -> DTIMaps:
+#: Masked voxels fitted at a time. A multiple of DIPY's own chunk (10,000 voxels in ``iter_fit_tensor``),
+#: so a blocked fit hands DIPY the same chunks as one whole-mask fit and gives the same numbers. With 108
+#: volumes a block costs ~0.3 GB above the maps at HCP size (peak RSS of the whole evaluation 3.58 GB
+#: here, against 3.63 GB with 50,000 and 3.73 GB with 100,000 voxels per block; the same time).
+DTI_BLOCK_VOXELS = 20_000
+
+
+def fit_dti(dmri, bvals, bvecs, mask, fit_method: str = "WLS", block_voxels: int = DTI_BLOCK_VOXELS) -> DTIMaps:
     """Fit a diffusion tensor in every masked voxel.
 
     Parameters
     ----------
     dmri : (i, j, k, n) array_like
-        Signal including at least one b0 volume.
+        Signal including at least one b0 volume; any float dtype (float32 is not copied to float64 whole).
     bvals : (n,) array_like
         b-values in s/mm^2, one per volume (the acquired values, not the nominal shell).
     bvecs : (3, n) array_like
@@ -57,6 +64,8 @@ def fit_dti(dmri, bvals, bvecs, mask, fit_method: str = "WLS") -> DTIMaps:
     mask : (i, j, k) array_like of bool
     fit_method : str
         DIPY ``TensorModel`` fit method (weighted least squares by default).
+    block_voxels : int
+        Masked voxels fitted at a time (see :func:`fit_dti_in_blocks`).
 
     Returns
     -------
@@ -65,37 +74,119 @@ def fit_dti(dmri, bvals, bvecs, mask, fit_method: str = "WLS") -> DTIMaps:
         clipped to DIPY's minimum diffusivity (the signal does not decay with b), or a mean
         diffusivity above ``MAX_PLAUSIBLE_MD``.
     """
-    data = np.asarray(dmri, dtype=np.float64)
+    data = np.asarray(dmri)
+    if data.ndim != 4 or data.shape[-1] != np.size(bvals):
+        raise InputError(f"DTI fit needs a 4D image with {np.size(bvals)} volumes; found shape {data.shape}")
+    return fit_dti_in_blocks([data], bvals, bvecs, mask, fit_method=fit_method, block_voxels=block_voxels)
+
+
+def _as_image_part(image, spatial_shape) -> np.ndarray:
+    arr = np.asarray(image)
+    if not np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float64)
+    if arr.ndim == 3:
+        arr = arr[..., None]
+    if arr.ndim != 4 or arr.shape[:3] != tuple(spatial_shape):
+        raise InputError(f"DTI fit needs images of spatial shape {tuple(spatial_shape)}; found shape {arr.shape}")
+    return arr
+
+
+def fit_dti_in_blocks(
+    images,
+    bvals,
+    bvecs,
+    mask,
+    fit_method: str = "WLS",
+    block_voxels: int = DTI_BLOCK_VOXELS,
+    progress: bool = False,
+) -> DTIMaps:
+    """:func:`fit_dti` of the volumes of several images, without stacking them or touching unmasked voxels.
+
+    The masked voxels are fitted ``block_voxels`` at a time, in C order (DIPY's order for a masked fit):
+    each block's signal is gathered from ``images`` as float64, fitted, and its FA, MD, PDD and failure
+    flag are written into the maps. Memory: the maps plus one block, whatever the image size.
+
+    Parameters
+    ----------
+    images : sequence of (i, j, k) or (i, j, k, n_part) array_like
+        The volumes in order (e.g. ``[b0, context, targets]``); together ``n`` volumes.
+    bvals : (n,) array_like
+    bvecs : (3, n) array_like
+    mask : (i, j, k) array_like of bool
+    fit_method : str
+        DIPY ``TensorModel`` fit method.
+    block_voxels : int
+        Voxels per block (>= 1). With a multiple of 10,000 the maps are identical to a single
+        whole-mask fit; otherwise they equal it to floating-point rounding.
+    progress : bool
+        Show a progress bar over the blocks.
+
+    Returns
+    -------
+    DTIMaps
+        As :func:`fit_dti` returns for ``np.concatenate(images, axis=-1)``.
+    """
+    from tqdm import tqdm
+
     bvals_arr = np.asarray(bvals, dtype=np.float64).ravel()
     bvecs_arr = np.asarray(bvecs, dtype=np.float64)
     if bvecs_arr.shape != (3, bvals_arr.size):
         raise InputError(f"DTI fit needs bvecs of shape (3, {bvals_arr.size}); found {bvecs_arr.shape}")
-    if data.ndim != 4 or data.shape[-1] != bvals_arr.size:
-        raise InputError(f"DTI fit needs a 4D image with {bvals_arr.size} volumes; found shape {data.shape}")
-    if not np.all(np.isfinite(data)):
-        raise InputError(f"DTI fit needs finite signal; found {int(np.count_nonzero(~np.isfinite(data)))} NaN/Inf values")
+    if int(block_voxels) < 1:
+        raise InputError(f"DTI block_voxels must be >= 1; found {block_voxels}")
     mask_arr = np.asarray(mask) > 0
+    if mask_arr.ndim != 3:
+        raise InputError(f"DTI fit needs a 3D mask; found shape {mask_arr.shape}")
+    parts = [_as_image_part(image, mask_arr.shape) for image in images]
+    n_volumes = sum(part.shape[-1] for part in parts)
+    if n_volumes != bvals_arr.size:
+        shapes = ", ".join(str(part.shape) for part in parts)
+        raise InputError(f"DTI fit needs {bvals_arr.size} volumes (one per b-value); found {n_volumes} in shape(s) {shapes}")
+    # Every voxel must be finite, inside the mask or not (a NaN anywhere means a broken image).
+    not_finite = sum(
+        int(np.count_nonzero(~np.isfinite(part[..., volume]))) for part in parts for volume in range(part.shape[-1])
+    )
+    if not_finite:
+        raise InputError(f"DTI fit needs finite signal; found {not_finite} NaN/Inf values")
     is_b0 = bvals_arr < B0_THRESHOLD
     gtab = gradient_table(bvals_arr, bvecs=np.where(is_b0, 0.0, bvecs_arr).T, b0_threshold=B0_THRESHOLD)
-    # Predictions can be <= 0 in places (relu output, SH overshoot); DIPY clips them to its minimum signal.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=RuntimeWarning)
-        fit = TensorModel(gtab, fit_method=fit_method).fit(data, mask=mask_arr)
-        fa_raw = np.asarray(fit.fa, dtype=np.float64)
-        md_raw = np.asarray(fit.md, dtype=np.float64)
-        evals = np.asarray(fit.evals, dtype=np.float64)
-        pdd_raw = np.asarray(fit.evecs[..., :, 0], dtype=np.float64)
+    model = TensorModel(gtab, fit_method=fit_method)
     # DIPY clips eigenvalues to 1e-6 / max(b) (mm^2/s): a tensor there did not fit decaying signal.
     min_diffusivity = 1e-6 / max(float(bvals_arr.max()), 1.0)
-    finite = np.isfinite(fa_raw) & np.isfinite(md_raw) & np.all(np.isfinite(evals), axis=-1)
-    finite &= np.all(np.isfinite(pdd_raw), axis=-1)
-    with np.errstate(invalid="ignore"):
-        degenerate = (np.min(evals, axis=-1) <= 2 * min_diffusivity) | (md_raw > MAX_PLAUSIBLE_MD)
-    failed = mask_arr & (~finite | degenerate)
-    keep = mask_arr & ~failed
-    fa = np.where(keep, np.nan_to_num(fa_raw), 0.0)
-    md = np.where(keep, np.nan_to_num(md_raw), 0.0)
-    pdd = np.where(keep[..., None], np.nan_to_num(pdd_raw), 0.0)
+
+    fa = np.zeros(mask_arr.shape)
+    md = np.zeros(mask_arr.shape)
+    pdd = np.zeros((*mask_arr.shape, 3))
+    failed = np.zeros(mask_arr.shape, dtype=bool)
+    voxels = np.nonzero(mask_arr)
+    n_voxels = voxels[0].size
+    step = int(block_voxels)
+    for start in tqdm(range(0, n_voxels, step), desc="DTI fit", unit="block", disable=not progress):
+        index = tuple(axis[start : start + step] for axis in voxels)
+        signal = np.empty((index[0].size, n_volumes))
+        column = 0
+        for part in parts:
+            for volume in range(part.shape[-1]):
+                signal[:, column] = part[..., volume][index]
+                column += 1
+        # Predictions can be <= 0 in places (relu output, SH overshoot); DIPY clips them to its minimum signal.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=RuntimeWarning)
+            fit = model.fit(signal)
+            fa_raw = np.asarray(fit.fa, dtype=np.float64)
+            md_raw = np.asarray(fit.md, dtype=np.float64)
+            evals = np.asarray(fit.evals, dtype=np.float64)
+            pdd_raw = np.asarray(fit.evecs[..., :, 0], dtype=np.float64)
+        finite = np.isfinite(fa_raw) & np.isfinite(md_raw) & np.all(np.isfinite(evals), axis=-1)
+        finite &= np.all(np.isfinite(pdd_raw), axis=-1)
+        with np.errstate(invalid="ignore"):
+            degenerate = (np.min(evals, axis=-1) <= 2 * min_diffusivity) | (md_raw > MAX_PLAUSIBLE_MD)
+        block_failed = ~finite | degenerate
+        keep = ~block_failed
+        failed[index] = block_failed
+        fa[index] = np.where(keep, np.nan_to_num(fa_raw), 0.0)
+        md[index] = np.where(keep, np.nan_to_num(md_raw), 0.0)
+        pdd[index] = np.where(keep[:, None], np.nan_to_num(pdd_raw), 0.0)
     return DTIMaps(fa=fa, md=md, pdd=pdd, failed=failed)
 
 

@@ -7,13 +7,23 @@ from collections.abc import Mapping
 import numpy as np
 
 from dmri_rcnn.errors import InputError
-from dmri_rcnn.evaluation.dti import FA_THRESHOLD, DTIMaps, axis_angle_deg, dti_errors, fit_dti
-from dmri_rcnn.evaluation.metrics import check_volumes, mean_b0, normalise_by_b0, signal_metrics
+from dmri_rcnn.evaluation.dti import (
+    DTI_BLOCK_VOXELS,
+    FA_THRESHOLD,
+    DTIMaps,
+    axis_angle_deg,
+    dti_errors,
+    fit_dti_in_blocks,
+)
+from dmri_rcnn.evaluation.metrics import check_volumes, mean_b0, region_errors, signal_metrics
 from dmri_rcnn.evaluation.sh_baseline import as_bvec_rows
 
 
 def _b0_volumes(b0) -> np.ndarray:
-    arr = np.asarray(b0, dtype=np.float64)
+    """b0 as (i, j, k, n_b0), keeping a float dtype (no float64 copy of a float32 image)."""
+    arr = np.asarray(b0)
+    if not np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float64)
     if arr.ndim == 3:
         arr = arr[..., None]
     if arr.ndim != 4:
@@ -21,8 +31,51 @@ def _b0_volumes(b0) -> np.ndarray:
     return arr
 
 
+def _dti_images(b0, context, targets, context_bvecs, target_bvecs, bval, context_bvals, target_bvals):
+    """Check the b0, context and target images against their b-vectors; the fit's volumes and table.
+
+    Returns
+    -------
+    images : [b0 (i, j, k, n_b0), context (i, j, k, q_in), targets (i, j, k, q_out)], dtypes kept
+    bvals : (n,) float64 ndarray
+    bvecs : (3, n) float64 ndarray
+    """
+    b0_vols = _b0_volumes(b0)
+    context_arr = np.asarray(context)
+    targets_arr = np.asarray(targets)
+    ctx_rows = as_bvec_rows(context_bvecs, "context bvecs")
+    tgt_rows = as_bvec_rows(target_bvecs, "target bvecs")
+    if context_arr.ndim != 4 or targets_arr.ndim != 4:
+        raise InputError(
+            f"context and targets must be 4D images (i, j, k, q); found shapes {context_arr.shape} and {targets_arr.shape}"
+        )
+    if context_arr.shape[-1] != ctx_rows.shape[1] or targets_arr.shape[-1] != tgt_rows.shape[1]:
+        raise InputError(
+            f"volumes and b-vectors disagree: context {context_arr.shape[-1]} vs {ctx_rows.shape[1]} directions, "
+            f"targets {targets_arr.shape[-1]} vs {tgt_rows.shape[1]} directions"
+        )
+    if not b0_vols.shape[:3] == context_arr.shape[:3] == targets_arr.shape[:3]:
+        raise InputError(
+            f"b0, context and targets must share a spatial shape; found {b0_vols.shape[:3]}, "
+            f"{context_arr.shape[:3]} and {targets_arr.shape[:3]}"
+        )
+    n_b0 = b0_vols.shape[-1]
+    per_volume = []
+    for given, count, name in ((context_bvals, ctx_rows.shape[1], "context"), (target_bvals, tgt_rows.shape[1], "target")):
+        values = np.full(count, float(bval)) if given is None else np.asarray(given, dtype=np.float64).ravel()
+        if values.shape != (count,):
+            raise InputError(f"{name} b-values: expected {count} (one per {name} volume), found {values.size}")
+        per_volume.append(values)
+    bvals = np.concatenate([np.zeros(n_b0), *per_volume])
+    bvecs = np.concatenate([np.zeros((3, n_b0)), ctx_rows, tgt_rows], axis=1)
+    return [b0_vols, context_arr, targets_arr], bvals, bvecs
+
+
 def stack_for_dti(b0, context, targets, context_bvecs, target_bvecs, bval, context_bvals=None, target_bvals=None):
     """Assemble b0 + context + target volumes with their b-values and b-vectors for a tensor fit.
+
+    The stacked image is a float64 copy of everything; :func:`fit_dti_with_targets` fits the same
+    volumes without building it.
 
     Parameters
     ----------
@@ -40,42 +93,40 @@ def stack_for_dti(b0, context, targets, context_bvecs, target_bvecs, bval, conte
 
     Returns
     -------
-    dmri : (i, j, k, n_b0 + q_in + q_out) ndarray
+    dmri : (i, j, k, n_b0 + q_in + q_out) float64 ndarray
     bvals : (n,) ndarray
     bvecs : (3, n) ndarray
     """
-    b0_vols = _b0_volumes(b0)
-    context_arr = np.asarray(context, dtype=np.float64)
-    targets_arr = np.asarray(targets, dtype=np.float64)
-    ctx_rows = as_bvec_rows(context_bvecs, "context bvecs")
-    tgt_rows = as_bvec_rows(target_bvecs, "target bvecs")
-    if context_arr.shape[-1] != ctx_rows.shape[1] or targets_arr.shape[-1] != tgt_rows.shape[1]:
-        raise InputError(
-            f"volumes and b-vectors disagree: context {context_arr.shape[-1]} vs {ctx_rows.shape[1]} directions, "
-            f"targets {targets_arr.shape[-1]} vs {tgt_rows.shape[1]} directions"
-        )
-    n_b0 = b0_vols.shape[-1]
-    dmri = np.concatenate([b0_vols, context_arr, targets_arr], axis=-1)
-    per_volume = []
-    for given, count, name in ((context_bvals, ctx_rows.shape[1], "context"), (target_bvals, tgt_rows.shape[1], "target")):
-        values = np.full(count, float(bval)) if given is None else np.asarray(given, dtype=np.float64).ravel()
-        if values.shape != (count,):
-            raise InputError(f"{name} b-values: expected {count} (one per {name} volume), found {values.size}")
-        per_volume.append(values)
-    bvals = np.concatenate([np.zeros(n_b0), *per_volume])
-    bvecs = np.concatenate([np.zeros((3, n_b0)), ctx_rows, tgt_rows], axis=1)
+    images, bvals, bvecs = _dti_images(b0, context, targets, context_bvecs, target_bvecs, bval, context_bvals, target_bvals)
+    dmri = np.concatenate([np.asarray(image, dtype=np.float64) for image in images], axis=-1)
     return dmri, bvals, bvecs
 
 
 def fit_dti_with_targets(
-    b0, context, targets, context_bvecs, target_bvecs, bval: float, mask, context_bvals=None, target_bvals=None
+    b0,
+    context,
+    targets,
+    context_bvecs,
+    target_bvecs,
+    bval: float,
+    mask,
+    context_bvals=None,
+    target_bvals=None,
+    *,
+    block_voxels: int = DTI_BLOCK_VOXELS,
+    progress: bool = False,
 ) -> DTIMaps:
     """DTI maps from b0 + context + ``targets`` (acquired for the reference, predicted for a method).
 
+    The volumes are the ones :func:`stack_for_dti` stacks, fitted block by block of masked voxels
+    without stacking them (:func:`dmri_rcnn.evaluation.dti.fit_dti_in_blocks`): memory is the inputs
+    as given (float32 stays float32), the maps and one block.
+
     ``context_bvals`` / ``target_bvals``: per-volume b-values, see :func:`stack_for_dti`.
+    ``block_voxels``, ``progress``: see :func:`dmri_rcnn.evaluation.dti.fit_dti_in_blocks`.
     """
-    dmri, bvals, bvecs = stack_for_dti(b0, context, targets, context_bvecs, target_bvecs, bval, context_bvals, target_bvals)
-    return fit_dti(dmri, bvals, bvecs, mask)
+    images, bvals, bvecs = _dti_images(b0, context, targets, context_bvecs, target_bvecs, bval, context_bvals, target_bvals)
+    return fit_dti_in_blocks(images, bvals, bvecs, mask, block_voxels=block_voxels, progress=progress)
 
 
 def dominant_fibre_direction(fibre_dirs, fibre_fractions, min_fraction: float = 0.6) -> np.ndarray:
@@ -96,7 +147,7 @@ def dominant_fibre_direction(fibre_dirs, fibre_fractions, min_fraction: float = 
     (i, j, k, 3) ndarray
         The dominant population's direction; zero where there is none (no fibres, or no clear majority).
     """
-    dirs = np.asarray(fibre_dirs, dtype=np.float64)
+    dirs = np.asarray(fibre_dirs)  # only picked from, never computed with: its dtype can stay float32
     fractions = np.asarray(fibre_fractions, dtype=np.float64)
     if dirs.ndim != 5 or dirs.shape[-1] != 3 or dirs.shape[:-1] != fractions.shape:
         raise InputError(
@@ -105,7 +156,7 @@ def dominant_fibre_direction(fibre_dirs, fibre_fractions, min_fraction: float = 
     total = fractions.sum(axis=-1)
     largest = fractions.argmax(axis=-1)
     share = np.take_along_axis(fractions, largest[..., None], axis=-1)[..., 0] / np.where(total > 0, total, 1.0)
-    direction = np.take_along_axis(dirs, largest[..., None, None], axis=-2)[..., 0, :]
+    direction = np.take_along_axis(dirs, largest[..., None, None], axis=-2)[..., 0, :].astype(np.float64)
     return np.where(((total > 0) & (share >= min_fraction))[..., None], direction, 0.0)
 
 
@@ -126,6 +177,8 @@ def evaluate_prediction(
     tissue_names: Mapping[int, str] | None = None,
     true_pdd=None,
     fa_threshold: float = FA_THRESHOLD,
+    dti_block_voxels: int = DTI_BLOCK_VOXELS,
+    progress: bool = False,
 ) -> dict[str, float]:
     """Score predicted target volumes against the acquired ones inside a mask.
 
@@ -155,6 +208,10 @@ def evaluate_prediction(
         predicted-data PDD and it, where it is non-zero and the reference FA exceeds ``fa_threshold``.
     fa_threshold : float
         Reference FA above which principal-direction angles are measured.
+    dti_block_voxels : int
+        Masked voxels per block of the tensor fits (:func:`dmri_rcnn.evaluation.dti.fit_dti_in_blocks`).
+    progress : bool
+        Progress bars for the tensor fits.
 
     Returns
     -------
@@ -165,63 +222,76 @@ def evaluate_prediction(
         ``pdd_angle_deg`` (degrees) over the voxels where both tensor fits succeeded and ``dti_failed``
         (the number of masked voxels left out because a fit failed), plus tissue and ground-truth
         entries as described above.
+
+    Notes
+    -----
+    Memory: the inputs as given (pass float32 images, as ``io.load_nifti`` returns them, to keep them
+    float32), a few float64 volumes of work space and the DTI maps. The signal metrics go one volume at
+    a time and the tensor fits one block of masked voxels at a time; no float64 copy of a 4D input, no
+    b0-normalised copy and no stacked b0 + context + targets image is made.
     """
-    pred, ref, mask_arr = check_volumes(predicted, acquired, mask)
+    pred, ref, mask_arr = check_volumes(predicted, acquired, mask, dtype=None)
     b0_mean = mean_b0(b0)
     if b0_mean.shape != mask_arr.shape:
         raise InputError(f"b0 has spatial shape {b0_mean.shape}; expected {mask_arr.shape}")
-
-    metrics = signal_metrics(pred, ref, mask_arr)
-    pred_norm, valid = normalise_by_b0(pred, b0_mean, mask_arr)
-    ref_norm, _ = normalise_by_b0(ref, b0_mean, mask_arr)
+    valid = mask_arr & (b0_mean > 0)
     if not valid.any():
         raise InputError("no voxel in the mask has a positive mean b0; cannot normalise by b0")
-    metrics.update({f"{name}_norm": value for name, value in signal_metrics(pred_norm, ref_norm, valid).items()})
-
     dti_inputs = (context, context_bvecs, target_bvecs, bval)
-    predicted_dti = None
-    if all(item is not None for item in dti_inputs):
-        per_volume = {"context_bvals": context_bvals, "target_bvals": target_bvals}
-        if reference_dti is None:
-            reference_dti = fit_dti_with_targets(b0, context, ref, context_bvecs, target_bvecs, bval, mask_arr, **per_volume)
-        predicted_dti = fit_dti_with_targets(b0, context, pred, context_bvecs, target_bvecs, bval, mask_arr, **per_volume)
-        metrics.update(dti_errors(predicted_dti, reference_dti, mask_arr, fa_threshold))
-    elif any(item is not None for item in dti_inputs):
+    with_dti = all(item is not None for item in dti_inputs)
+    if not with_dti and any(item is not None for item in dti_inputs):
         raise InputError("DTI metrics need all of context, context_bvecs, target_bvecs and bval")
-
+    truth = None
     if true_pdd is not None:
-        if predicted_dti is None:
+        if not with_dti:
             raise InputError("true_pdd needs the DTI inputs (context, context_bvecs, target_bvecs, bval)")
         truth = np.asarray(true_pdd, dtype=np.float64)
         if truth.shape != (*mask_arr.shape, 3):
             raise InputError(f"true_pdd must have shape {(*mask_arr.shape, 3)}; found {truth.shape}")
+    labels = None
+    if tissue_map is not None:
+        labels = np.asarray(tissue_map)
+        if labels.shape != mask_arr.shape:
+            raise InputError(f"tissue map has shape {labels.shape}; expected {mask_arr.shape}")
+
+    metrics = signal_metrics(pred, ref, mask_arr)
+    normalised = signal_metrics(pred, ref, valid, divide_by=b0_mean)
+    metrics.update({f"{name}_norm": value for name, value in normalised.items()})
+
+    predicted_dti = None
+    if with_dti:
+        dti_options = {
+            "context_bvals": context_bvals,
+            "target_bvals": target_bvals,
+            "block_voxels": dti_block_voxels,
+            "progress": progress,
+        }
+        if reference_dti is None:
+            reference_dti = fit_dti_with_targets(b0, context, ref, context_bvecs, target_bvecs, bval, mask_arr, **dti_options)
+        predicted_dti = fit_dti_with_targets(b0, context, pred, context_bvecs, target_bvecs, bval, mask_arr, **dti_options)
+        metrics.update(dti_errors(predicted_dti, reference_dti, mask_arr, fa_threshold))
+
+    if truth is not None:
         region = mask_arr & (reference_dti.fa > fa_threshold) & (np.linalg.norm(truth, axis=-1) > 0)
         if predicted_dti.failed is not None:
             region &= ~predicted_dti.failed
         angles = axis_angle_deg(predicted_dti.pdd[region], truth[region])
         metrics["pdd_angle_truth_deg"] = float(np.mean(angles)) if angles.size else float("nan")
 
-    if tissue_map is not None:
-        labels = np.asarray(tissue_map)
-        if labels.shape != mask_arr.shape:
-            raise InputError(f"tissue map has shape {labels.shape}; expected {mask_arr.shape}")
+    if labels is not None:
         names = tissue_names or {int(v): f"tissue{int(v)}" for v in np.unique(labels[mask_arr])}
+        regions = {label: mask_arr & (labels == label) for label in names}
+        errors = region_errors(pred, ref, regions)
+        errors_norm = region_errors(pred, ref, {label: region & valid for label, region in regions.items()}, divide_by=b0_mean)
         for label, name in names.items():
-            region = mask_arr & (labels == label)
+            region = regions[label]
             if not region.any():
                 tissue_metrics = dict.fromkeys(["mae", "rmse", "mae_norm"], float("nan"))
                 if predicted_dti is not None:
                     tissue_metrics.update(dict.fromkeys(["fa_mae", "md_mae", "pdd_angle_deg"], float("nan")))
                     tissue_metrics["dti_failed"] = 0
             else:
-                diff = pred[region] - ref[region]
-                tissue_metrics = {"mae": float(np.mean(np.abs(diff))), "rmse": float(np.sqrt(np.mean(diff**2)))}
-                norm_region = region & valid
-                tissue_metrics["mae_norm"] = (
-                    float(np.mean(np.abs(pred_norm[norm_region] - ref_norm[norm_region])))
-                    if norm_region.any()
-                    else float("nan")
-                )
+                tissue_metrics = {"mae": errors[label].mae, "rmse": errors[label].rmse, "mae_norm": errors_norm[label].mae}
                 if predicted_dti is not None:
                     tissue_metrics.update(dti_errors(predicted_dti, reference_dti, region, fa_threshold))
             metrics.update({f"{key}_{name}": value for key, value in tissue_metrics.items()})

@@ -32,7 +32,7 @@ def evaluate_method(files: dict, subject: str, method: str, shell: int, q_in: in
     -------
     The row as a dict.
     """
-    from dmri_rcnn.evaluation import dominant_fibre_direction, evaluate_prediction
+    from dmri_rcnn.evaluation import evaluate_prediction
     from dmri_rcnn.evaluation.summary import write_tsv
 
     extra = {}
@@ -40,9 +40,7 @@ def evaluate_method(files: dict, subject: str, method: str, shell: int, q_in: in
         extra["tissue_map"] = io.load_nifti(files["tissue"], dtype=np.uint8)
         extra["tissue_names"] = {label: name for label, name in TISSUE_LABELS.items() if label > 0}
     if "fibre_dirs" in files and "fibre_fractions" in files:
-        fractions = io.load_nifti(files["fibre_fractions"])
-        dirs = io.load_nifti(files["fibre_dirs"]).reshape(fractions.shape + (3,))
-        extra["true_pdd"] = dominant_fibre_direction(dirs, fractions)
+        extra["true_pdd"] = _true_direction(files["fibre_dirs"], files["fibre_fractions"])
     metrics = evaluate_prediction(
         io.load_nifti(files["prediction"]),
         io.load_nifti(files["targets"]),
@@ -59,6 +57,15 @@ def evaluate_method(files: dict, subject: str, method: str, shell: int, q_in: in
     row = {"subject": subject, "method": method, "shell": int(shell), "q_in": int(q_in), **metrics}
     write_tsv(pd.DataFrame([row]), out_path)
     return row
+
+
+def _true_direction(dirs_path: PathLike, fractions_path: PathLike) -> np.ndarray:
+    """(i, j, k, 3) dominant fibre direction of a synthetic subject (its inputs freed on return)."""
+    from dmri_rcnn.evaluation import dominant_fibre_direction
+
+    fractions = io.load_nifti(fractions_path)
+    dirs = io.load_nifti(dirs_path).reshape(fractions.shape + (3,))
+    return dominant_fibre_direction(dirs, fractions)
 
 
 def summarise_metric_tables(paths, out_path: PathLike, result_path: PathLike | None = None) -> pd.DataFrame:
@@ -90,8 +97,8 @@ def plot_example_slices(targets: PathLike, mask: PathLike, predictions: dict, ou
     """Acquired vs predicted slices (and absolute errors) of one target direction, every method."""
     from dmri_rcnn import plot
 
-    acquired = io.load_nifti(targets)[..., direction]
-    predicted = {method: io.load_nifti(path)[..., direction] for method, path in predictions.items()}
+    acquired = io.load_nifti_volume(targets, direction)
+    predicted = {method: io.load_nifti_volume(path, direction) for method, path in predictions.items()}
     plot.plot_comparison_slices(
         acquired,
         predicted,
