@@ -171,3 +171,19 @@ def test_evaluate_memory_bench_runs_every_step_on_a_small_subject(tmp_path, monk
     assert header.split("\t")[:5] == ["subject", "method", "shell", "q_in", "mae"] and len(rows) == 1
     assert (tmp_path / "work" / "fa_maps_out" / "fa.png").stat().st_size > 0
     assert (tmp_path / "results" / "evaluate_memory.tsv").exists()
+
+
+def test_training_profile_sorts_ops_by_kind():
+    import profile_training_step
+
+    kind = profile_training_step.op_kind
+    backward_filter = "gradient_tape/rcnn_3d/decoder/dcv21_conv/convolution/Conv3DBackpropFilterV2"
+    assert kind(backward_filter, "_MklNativeConv3DBackpropFilterV2") == "convolution backward"
+    assert kind("rcnn_3d/decoder/dcv11_conv/BiasAdd", "_MklNativeFusedConv3D") == "convolution"
+    assert kind("rcnn_1d/encoder/ecv21_norm/moments/SquaredDifference", "SquaredDifference") == "normalisation"
+    assert kind("gradient_tape/rcnn_1d/encoder/ecv21_norm/batchnorm/mul_1/Mul_1", "Mul") == "normalisation backward"
+    assert kind("rcnn_1d/encoder/conv_lstm/while/body/_1/mul", "Mul") == "ConvLSTM gates"
+    assert kind("rcnn_1d/decoder/dcv11_swish/mul_1", "_MklSwish") == "activation"
+    assert kind("mul_24", "Mul") == "optimizer and loss"
+    assert kind("rcnn_1d/decoder/dcv1_concat/concat", "ConcatV2") == "other"
+    assert set(profile_training_step.KINDS) >= {"convolution", "other"}
