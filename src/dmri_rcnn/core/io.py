@@ -18,6 +18,7 @@ Conventions
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import warnings
@@ -140,11 +141,7 @@ def load_nifti(
     try:
         data = _read_voxels(path, img, dtype)
     except Exception as err:  # truncated gzip/raw data surfaces as EOFError, OSError or ValueError
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise InputError(
-            f"{path}: NIfTI header promises shape {tuple(img.shape)} but the voxel data cannot be read "
-            f"(truncated or corrupt file: {reason})"
-        ) from None
+        raise _unreadable_voxels(path, img, err) from None
     if return_affine:
         return data, np.array(img.affine, dtype=np.float64)
     return data
@@ -161,23 +158,38 @@ def _read_voxels(path: PathLike, img, dtype) -> np.ndarray:
     """
     if not str(path).endswith(".gz"):
         return np.asarray(img.dataobj, dtype=dtype)
+    with _gzip_voxel_proxy(path, img) as proxy:
+        if len(img.shape) != 4 or img.shape[3] <= _VOLUMES_PER_READ:
+            return np.asarray(proxy, dtype=dtype)
+        first = np.asarray(proxy[..., :_VOLUMES_PER_READ], dtype=dtype)
+        data = np.empty(img.shape, dtype=first.dtype, order="F")
+        data[..., :_VOLUMES_PER_READ] = first
+        for start in range(_VOLUMES_PER_READ, img.shape[3], _VOLUMES_PER_READ):
+            data[..., start : start + _VOLUMES_PER_READ] = proxy[..., start : start + _VOLUMES_PER_READ]
+        return data
+
+
+#: Bytes decompressed at a time when reading past the wanted voxels to the gzip CRC.
+_DRAIN_BYTES = 16 << 20
+
+
+@contextlib.contextmanager
+def _gzip_voxel_proxy(path: PathLike, img):
+    """The voxel proxy of ``img`` over one gzip stream of ``path``, read to its end (CRC check) on exit."""
     with gzip.open(path, "rb") as stream:
         holder = nib.FileHolder(filename=str(path), fileobj=stream)
-        proxy = type(img).from_file_map({"header": holder, "image": holder}).dataobj
-        if len(img.shape) != 4 or img.shape[3] <= _VOLUMES_PER_READ:
-            data = np.asarray(proxy, dtype=dtype)
-        else:
-            first = np.asarray(proxy[..., :_VOLUMES_PER_READ], dtype=dtype)
-            data = np.empty(img.shape, dtype=first.dtype, order="F")
-            data[..., :_VOLUMES_PER_READ] = first
-            for start in range(_VOLUMES_PER_READ, img.shape[3], _VOLUMES_PER_READ):
-                data[..., start : start + _VOLUMES_PER_READ] = proxy[..., start : start + _VOLUMES_PER_READ]
-        stream.read()  # the rest of the stream (usually nothing) and the CRC/length check
-    return data
+        yield type(img).from_file_map({"header": holder, "image": holder}).dataobj
+        while stream.read(_DRAIN_BYTES):  # the rest of the stream (usually nothing) and the CRC/length check
+            pass
 
 
-#: Bytes decompressed at a time when reading past the wanted volume to the gzip CRC.
-_DRAIN_BYTES = 16 << 20
+def _unreadable_voxels(path: PathLike, img, err: Exception) -> InputError:
+    """The one-line error for voxel data that a valid header promises but the file cannot deliver."""
+    reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return InputError(
+        f"{path}: NIfTI header promises shape {tuple(img.shape)} but the voxel data cannot be read "
+        f"(truncated or corrupt file: {reason})"
+    )
 
 
 def load_nifti_volume(path: PathLike, index: int, dtype: np.typing.DTypeLike = np.float32) -> np.ndarray:
@@ -209,19 +221,10 @@ def load_nifti_volume(path: PathLike, index: int, dtype: np.typing.DTypeLike = n
     try:
         if not str(path).endswith(".gz"):
             return np.asarray(img.dataobj[..., int(index)], dtype=dtype)
-        with gzip.open(path, "rb") as stream:
-            holder = nib.FileHolder(filename=str(path), fileobj=stream)
-            proxy = type(img).from_file_map({"header": holder, "image": holder}).dataobj
-            data = np.asarray(proxy[..., int(index)], dtype=dtype)
-            while stream.read(_DRAIN_BYTES):  # the rest of the stream and the CRC/length check
-                pass
-        return data
+        with _gzip_voxel_proxy(path, img) as proxy:
+            return np.asarray(proxy[..., int(index)], dtype=dtype)
     except Exception as err:  # truncated gzip/raw data surfaces as EOFError, OSError or ValueError
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise InputError(
-            f"{path}: NIfTI header promises shape {tuple(img.shape)} but the voxel data cannot be read "
-            f"(truncated or corrupt file: {reason})"
-        ) from None
+        raise _unreadable_voxels(path, img, err) from None
 
 
 def _writable_dtype(data: np.ndarray) -> np.dtype:
