@@ -62,16 +62,11 @@ def child(model_dim, width, min_filters, batch_size, steps, precision, jit, thre
 
 
 def run_one(model_dim, width, min_filters, batch_size, steps, precision, jit, threads):
-    script = (
-        f"import sys; sys.path.insert(0, {str(common.BENCH_DIR)!r}); import bench_training_config as b; "
-        f"b.child({model_dim}, {width}, {min_filters}, {batch_size}, {steps}, {precision!r}, {jit}, {threads})"
+    return common.run_bench_child(
+        "bench_training_config",
+        f"child({model_dim}, {width}, {min_filters}, {batch_size}, {steps}, {precision!r}, {jit}, {threads})",
+        f"{model_dim}D {precision} jit={jit} threads={threads}",
     )
-    result = common.run_python(common.our_python(), script, env=common.our_env())
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        print(f"{model_dim}D {precision} jit={jit} threads={threads} failed: {last}", file=sys.stderr)
-        return None
-    return result
 
 
 def main(argv=None):

@@ -80,16 +80,13 @@ def child(implementation: str, model_dim: int, precision: str, batch_size: int, 
 def run_one(implementation, model_dim, precision, batch_size, steps) -> common.ChildResult | None:
     python = common.our_python() if implementation == "ours" else common.original_python()
     env = common.our_env() if implementation == "ours" else common.original_env()
-    script = (
-        f"import sys; sys.path.insert(0, {str(common.BENCH_DIR)!r}); import bench_training_step as b; "
-        f"b.child({implementation!r}, {model_dim}, {precision!r}, {batch_size}, {steps})"
+    return common.run_bench_child(
+        "bench_training_step",
+        f"child({implementation!r}, {model_dim}, {precision!r}, {batch_size}, {steps})",
+        f"training step ({implementation}, {precision})",
+        python=python,
+        env=env,
     )
-    result = common.run_python(python, script, env=env)
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        print(f"training step ({implementation}, {precision}) failed: {last}", file=sys.stderr)
-        return None
-    return result
 
 
 def measure(model_dim=3, batch_size=4, steps=5, precisions=("fp32", "bf16")):

@@ -256,6 +256,21 @@ def run_python(python: str | os.PathLike, script: str, args: Sequence[str] = (),
     return run_child([str(python), "-c", script, *map(str, args)], env=env, **kwargs)
 
 
+def run_bench_child(module: str, call: str, label: str, python=None, env=None) -> ChildResult | None:
+    """Run ``module.call`` (a call of a function of ``bench/module.py``, as source) in a fresh process.
+
+    ``python``/``env`` default to ours. A failed child prints ``<label> failed: <its last stderr line>``
+    to stderr and gives None, so one broken case does not stop a table.
+    """
+    script = f"import sys; sys.path.insert(0, {str(BENCH_DIR)!r}); import {module}; {module}.{call}"
+    result = run_python(python or our_python(), script, env=our_env() if env is None else env)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        print(f"{label} failed: {last}", file=sys.stderr)
+        return None
+    return result
+
+
 # ------------------------------------------------------------------------------------------ tables
 
 

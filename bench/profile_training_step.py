@@ -114,14 +114,12 @@ def main(argv=None):
     )
     for model_dim in args.dims:
         for precision in args.precisions:
-            script = (
-                f"import sys; sys.path.insert(0, {str(common.BENCH_DIR)!r}); import profile_training_step as p; "
-                f"p.child({model_dim}, {args.width}, {args.min_filters}, {args.batch_size}, {args.steps}, {precision!r})"
+            result = common.run_bench_child(
+                "profile_training_step",
+                f"child({model_dim}, {args.width}, {args.min_filters}, {args.batch_size}, {args.steps}, {precision!r})",
+                f"{model_dim}D {precision}",
             )
-            result = common.run_python(common.our_python(), script, env=common.our_env())
-            if result.returncode != 0:
-                last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-                print(f"{model_dim}D {precision} failed: {last}", file=sys.stderr)
+            if result is None:
                 continue
             per_kind = result.report["ms_per_step"]
             total = sum(per_kind.values()) or 1.0
