@@ -144,7 +144,7 @@ def test_bad_parameters_raise_input_error():
         simulate_subject(seed=0, shape=SMALL, snr=0)
 
 
-def test_streamed_simulation_equals_the_whole_volume_at_once(subject):
+def test_streamed_simulation_equals_the_whole_volume_at_once(subject, tmp_path):
     # the reference: signal of every voxel in one call, then noise for the whole (voxels, q) array at once
     anatomy = synthetic_anatomy(SMALL, seed=3)
     tissue = anatomy["tissue"]
@@ -165,8 +165,10 @@ def test_streamed_simulation_equals_the_whole_volume_at_once(subject):
     streamed = simulate_subject(seed=3, shape=SMALL, chunk_voxels=333, keep_noiseless=False)
     np.testing.assert_array_equal(streamed.dmri, subject.dmri)
     assert streamed.noiseless is None
+    refused = tmp_path / "refused"
     with pytest.raises(InputError, match="keep_noiseless"):
-        write_subject(streamed, "unused", write_noiseless=True)
+        write_subject(streamed, refused, write_noiseless=True)
+    assert not refused.exists()  # refused before any file was written
 
 
 def test_brain_scale_shrinks_the_brain_to_an_hcp_like_share():

@@ -514,6 +514,8 @@ def write_subject(subject: SyntheticSubject, out_dir: str | Path, write_noiseles
     -------
     dict mapping the keys of :data:`SUBJECT_FILES` to the written paths.
     """
+    if write_noiseless and subject.noiseless is None:  # before any file, so nothing is half-written
+        raise InputError("write_noiseless is set, but the subject was simulated with keep_noiseless=False")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {key: out_dir / name for key, name in SUBJECT_FILES.items()}
@@ -526,8 +528,6 @@ def write_subject(subject: SyntheticSubject, out_dir: str | Path, write_noiseles
     _write_nifti(dirs.astype(np.float32), subject.affine, paths["fibre_dirs"])
     _write_nifti(subject.fibre_fractions.astype(np.float32), subject.affine, paths["fibre_fractions"])
     if write_noiseless:
-        if subject.noiseless is None:
-            raise InputError("write_noiseless is set, but the subject was simulated with keep_noiseless=False")
         _write_nifti(np.asarray(subject.noiseless, dtype=np.float32), subject.affine, paths["noiseless"])
     else:
         del paths["noiseless"]
