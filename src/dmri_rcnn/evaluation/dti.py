@@ -11,6 +11,7 @@ from dipy.reconst.dti import TensorModel
 
 from dmri_rcnn.core.io import B0_THRESHOLD
 from dmri_rcnn.errors import InputError
+from dmri_rcnn.evaluation.metrics import as_volumes
 
 #: Principal-direction errors are measured only where the reference FA exceeds this (clear single fibre).
 FA_THRESHOLD = 0.2
@@ -81,11 +82,7 @@ def fit_dti(dmri, bvals, bvecs, mask, fit_method: str = "WLS", block_voxels: int
 
 
 def _as_image_part(image, spatial_shape) -> np.ndarray:
-    arr = np.asarray(image)
-    if not np.issubdtype(arr.dtype, np.floating):
-        arr = arr.astype(np.float64)
-    if arr.ndim == 3:
-        arr = arr[..., None]
+    arr = as_volumes(image)
     if arr.ndim != 4 or arr.shape[:3] != tuple(spatial_shape):
         raise InputError(f"DTI fit needs images of spatial shape {tuple(spatial_shape)}; found shape {arr.shape}")
     return arr

@@ -15,17 +15,13 @@ from dmri_rcnn.evaluation.dti import (
     dti_errors,
     fit_dti_in_blocks,
 )
-from dmri_rcnn.evaluation.metrics import check_volumes, mean_b0, region_errors, signal_metrics
+from dmri_rcnn.evaluation.metrics import as_volumes, check_volumes, mean_b0, region_errors, signal_metrics
 from dmri_rcnn.evaluation.sh_baseline import as_bvec_rows
 
 
 def _b0_volumes(b0) -> np.ndarray:
     """b0 as (i, j, k, n_b0), keeping a float dtype (no float64 copy of a float32 image)."""
-    arr = np.asarray(b0)
-    if not np.issubdtype(arr.dtype, np.floating):
-        arr = arr.astype(np.float64)
-    if arr.ndim == 3:
-        arr = arr[..., None]
+    arr = as_volumes(b0)
     if arr.ndim != 4:
         raise InputError(f"b0 must be a 3D or 4D image; found shape {arr.shape}")
     return arr

@@ -25,8 +25,10 @@ SSIM_K2 = 0.03
 SSIM_TRUNCATE = 3.5
 
 
-def _as_volumes(array, dtype) -> np.ndarray:
-    """``array`` as a 4D ``(i, j, k, q)`` array (a 3D one gets q = 1); ``dtype`` None keeps a float dtype."""
+def as_volumes(array, dtype=None) -> np.ndarray:
+    """``array`` with a volume axis: a 3D ``(i, j, k)`` one becomes ``(i, j, k, 1)``, others are returned as they are
+    (callers check the dimensionality). ``dtype`` None keeps a float dtype (no copy of a float32 image) and
+    converts anything else to float64."""
     if dtype is None:
         arr = np.asarray(array)
         if not np.issubdtype(arr.dtype, np.floating):
@@ -52,8 +54,8 @@ def check_volumes(predicted, acquired, mask, dtype=np.float64) -> tuple[np.ndarr
     predicted, acquired : (i, j, k, q) ``dtype`` ndarray
     mask : (i, j, k) bool ndarray
     """
-    pred = _as_volumes(predicted, dtype)
-    ref = _as_volumes(acquired, dtype)
+    pred = as_volumes(predicted, dtype)
+    ref = as_volumes(acquired, dtype)
     if pred.shape != ref.shape or pred.ndim != 4:
         raise InputError(f"prediction has shape {pred.shape} but the reference has shape {ref.shape}; expected equal 4D shapes")
     mask_arr = np.asarray(mask).astype(bool)
@@ -148,7 +150,7 @@ def data_range(acquired, mask, divide_by=None) -> float:
     ``divide_by`` : (i, j, k) array, optional: the range of the reference divided by it (see
     :func:`volume_pairs`).
     """
-    ref = _as_volumes(acquired, None)
+    ref = as_volumes(acquired, None)
     mask_arr = np.asarray(mask).astype(bool)
     scale = None if divide_by is None else np.asarray(divide_by, dtype=np.float64)[mask_arr]
     low, high = np.inf, -np.inf
