@@ -145,6 +145,35 @@ def test_context_split_is_farthest_point_seeded_and_covers_the_shell(cropped, tm
     assert np.degrees(np.arccos(cosines.max())) > 45
 
 
+def test_context_split_writes_the_source_volumes_of_each_direction(cropped, tmp_path):
+    """Each written volume is the source volume of its b-vector, bit for bit (the split reads only the
+    shell's and the b0 volumes from the file, in its own order)."""
+    out, _, _ = cropped
+    paths = {name: tmp_path / name for name in ["context_bvecs", "context_bvals", "target_bvecs", "target_bvals"]}
+    paths.update(context=tmp_path / "c.nii.gz", targets=tmp_path / "t.nii.gz", b0=tmp_path / "b0.nii.gz")
+    subsample_context(out["dmri"], out["bvals"], out["bvecs"], 1000, 6, 3, paths)
+    data = io.load_nifti(out["dmri"])
+    bvals = io.load_bval(out["bvals"])
+    bvecs = io.load_bvec(out["bvecs"], bvals=bvals)
+    for image, vectors, values in (("context", "context_bvecs", "context_bvals"), ("targets", "target_bvecs", "target_bvals")):
+        written = io.load_nifti(paths[image])
+        for column, (vector, b) in enumerate(zip(io.load_bvec(paths[vectors]).T, io.load_bval(paths[values]))):
+            source = np.flatnonzero((np.abs(bvecs.T - vector).max(axis=1) < 1e-5) & (np.abs(bvals - b) < 1))
+            assert source.size == 1
+            np.testing.assert_array_equal(written[..., column], data[..., source[0]])
+    np.testing.assert_array_equal(io.load_nifti(paths["b0"]), data[..., bvals < 50])
+    assert io.load_nifti_image(paths["targets"]).affine == pytest.approx(io.load_nifti_image(out["dmri"]).affine)
+
+
+def test_context_split_refuses_a_missing_shell_and_writes_nothing(cropped, tmp_path):
+    out, _, _ = cropped
+    paths = {name: tmp_path / name for name in ["context_bvecs", "context_bvals", "target_bvecs", "target_bvals"]}
+    paths.update(context=tmp_path / "c.nii.gz", targets=tmp_path / "t.nii.gz", b0=tmp_path / "b0.nii.gz")
+    with pytest.raises(InputError, match=r"bvals: no volume within 30 of shell b=5000; b-values found: 5, 985, .*3015$"):
+        subsample_context(out["dmri"], out["bvals"], out["bvecs"], 5000, 6, 3, paths)
+    assert not any(tmp_path.iterdir())
+
+
 def test_antipodal_context_split_spreads_axes_not_signed_vectors(cropped, tmp_path):
     """With ``antipodal=True`` no two context vectors share (nearly) an axis; the signed sampler, on a
     half-sphere scheme, may pick a vector and its near-opposite."""

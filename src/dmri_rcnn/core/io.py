@@ -46,6 +46,7 @@ __all__ = [
     "load_nifti",
     "load_nifti_image",
     "load_nifti_volume",
+    "load_nifti_volumes",
     "merge_octants",
     "save_bval",
     "save_bvec",
@@ -213,18 +214,54 @@ def load_nifti_volume(path: PathLike, index: int, dtype: np.typing.DTypeLike = n
     InputError
         Missing, non-NIfTI, not 4D or truncated file, or an index outside the image.
     """
+    return load_nifti_volumes(path, [index], dtype)[..., 0]
+
+
+def load_nifti_volumes(path: PathLike, indices: Sequence[int], dtype: np.typing.DTypeLike = np.float32) -> np.ndarray:
+    """Load the volumes ``[..., indices]`` of a 4D NIfTI image, in the order given, holding no others.
+
+    The volumes are read one at a time in file order in a single pass, so the peak memory is the
+    result plus one volume. A ``.gz`` file is decompressed to its end, so its CRC is checked as
+    :func:`load_nifti` checks it.
+
+    Parameters
+    ----------
+    path : path to a 4D ``.nii`` or ``.nii.gz`` file.
+    indices : the volumes, each 0 <= index < q; repeats are allowed.
+    dtype : NumPy dtype of the returned array.
+
+    Returns
+    -------
+    (i, j, k, len(indices)) ``dtype`` array, scaled by the header's slope/intercept.
+
+    Raises
+    ------
+    InputError
+        Missing, non-NIfTI, not 4D or truncated file, or an index outside the image.
+    """
     img = load_nifti_image(path)
     if len(img.shape) != 4:
         raise InputError(f"{path}: expected a 4D image (i, j, k, q), found shape {tuple(img.shape)}")
-    if not 0 <= int(index) < img.shape[3]:
-        raise InputError(f"{path}: volume {index} asked for; the image has {img.shape[3]} volumes (0 to {img.shape[3] - 1})")
+    indices = [int(index) for index in indices]
+    n_volumes = img.shape[3]
+    outside = [index for index in indices if not 0 <= index < n_volumes]
+    if outside:
+        raise InputError(
+            f"{path}: volume {outside[0]} asked for; the image has {n_volumes} volumes (0 to {n_volumes - 1})"
+        )
+    data = np.empty(tuple(img.shape[:3]) + (len(indices),), dtype=dtype, order="F")
     try:
-        if not str(path).endswith(".gz"):
-            return np.asarray(img.dataobj[..., int(index)], dtype=dtype)
-        with _gzip_voxel_proxy(path, img) as proxy:
-            return np.asarray(proxy[..., int(index)], dtype=dtype)
+        with contextlib.ExitStack() as stack:
+            proxy = img.dataobj
+            if str(path).endswith(".gz"):
+                proxy = stack.enter_context(_gzip_voxel_proxy(path, img))
+            for index in sorted(set(indices)):  # forward only: a gzip stream cannot seek back cheaply
+                volume = np.asarray(proxy[..., index], dtype=dtype)
+                for position in (p for p, wanted in enumerate(indices) if wanted == index):
+                    data[..., position] = volume
     except Exception as err:  # truncated gzip/raw data surfaces as EOFError, OSError or ValueError
         raise _unreadable_voxels(path, img, err) from None
+    return data
 
 
 def _writable_dtype(data: np.ndarray) -> np.dtype:

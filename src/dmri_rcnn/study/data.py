@@ -187,24 +187,31 @@ def subsample_context(
     context_index, target_index : indices into the shell's volumes (file order).
     """
     from dmri_rcnn.core.processing.directions import select_context_directions
-    from dmri_rcnn.core.processing.shells import select_shell
+    from dmri_rcnn.core.processing.shells import require_shell_indices
 
-    data, affine = io.load_nifti(dmri, return_affine=True)
     bval = io.load_bval(bvals)
     bvec = io.load_bvec(bvecs, bvals=bval)
-    shell_dmri, shell_bvecs, shell_bvals = select_shell(data, bvec, bval, shell, tolerance)
-    context_index, target_index = select_context_directions(shell_bvecs, int(q_in), seed, antipodal=antipodal)
-    is_b0 = bval < b0_threshold
-    if not is_b0.any():
+    img = io.load_nifti_image(dmri)
+    if len(img.shape) != 4 or img.shape[3] != bval.size:
+        raise InputError(f"{dmri}: image shape {tuple(img.shape)} does not match the {bval.size} b-values of {bvals}")
+    shell_index = require_shell_indices(bval, shell, tolerance, name=str(bvals))
+    context_index, target_index = select_context_directions(bvec[:, shell_index], int(q_in), seed, antipodal=antipodal)
+    b0_index = np.flatnonzero(bval < b0_threshold)
+    if b0_index.size == 0:
         raise InputError(f"{bvals}: no b0 volume (b < {b0_threshold:g}); the evaluation needs one")
+    # Only the shell's and the b0 volumes are read (one pass over the file), not the whole subject.
     pieces = {
-        "context": context_index,
-        "targets": target_index,
+        "context": shell_index[context_index],
+        "targets": shell_index[target_index],
+        "b0": b0_index,
     }
+    volumes = io.load_nifti_volumes(dmri, np.concatenate(list(pieces.values())))
+    start = 0
     for name, index in pieces.items():
-        prefix = "context" if name == "context" else "target"
-        io.save_nifti(np.ascontiguousarray(shell_dmri[..., index], dtype=np.float32), affine, out[name])
-        io.save_bvec(shell_bvecs[:, index], out[f"{prefix}_bvecs"])
-        io.save_bval(shell_bvals[index], out[f"{prefix}_bvals"])
-    io.save_nifti(np.ascontiguousarray(data[..., is_b0], dtype=np.float32), affine, out["b0"])
+        io.save_nifti(volumes[..., start : start + index.size], img.affine, out[name])
+        start += index.size
+        if name != "b0":
+            prefix = "context" if name == "context" else "target"
+            io.save_bvec(bvec[:, index], out[f"{prefix}_bvecs"])
+            io.save_bval(bval[index], out[f"{prefix}_bvals"])
     return context_index, target_index

@@ -6,7 +6,7 @@ import numpy as np
 
 from dmri_rcnn.errors import InputError
 
-__all__ = ["SHELL_TOLERANCE", "select_shell", "shell_indices"]
+__all__ = ["SHELL_TOLERANCE", "require_shell_indices", "select_shell", "shell_indices"]
 
 #: A volume belongs to shell ``s`` when ``|b - s| <= SHELL_TOLERANCE`` (s/mm²), as in the original.
 SHELL_TOLERANCE = 30.0
@@ -25,6 +25,20 @@ def shell_indices(bvals: np.ndarray, shell: float, tolerance: float = SHELL_TOLE
     if bvals.ndim != 1:
         raise InputError(f"bvals: expected shape (q,), found {bvals.shape}")
     return np.flatnonzero(np.abs(bvals - float(shell)) <= tolerance)
+
+
+def require_shell_indices(
+    bvals: np.ndarray, shell: float, tolerance: float = SHELL_TOLERANCE, name: str = "bvals"
+) -> np.ndarray:
+    """:func:`shell_indices`, refusing a shell with no volume in one line that lists the b-values found.
+
+    ``name`` (the b-value file's path, for example) starts the message.
+    """
+    index = shell_indices(bvals, shell, tolerance)
+    if index.size == 0:
+        found = ", ".join(f"{b:g}" for b in np.unique(np.round(np.asarray(bvals, dtype=np.float64))))
+        raise InputError(f"{name}: no volume within {tolerance:g} of shell b={shell:g}; b-values found: {found}")
+    return index
 
 
 def select_shell(
@@ -48,8 +62,5 @@ def select_shell(
     -------
     dmri : (i, j, k, q_s), bvecs : (3, q_s), bvals : (q_s,) — in file order.
     """
-    index = shell_indices(bvals, shell, tolerance)
-    if index.size == 0:
-        found = ", ".join(f"{b:g}" for b in np.unique(np.round(np.asarray(bvals, dtype=np.float64))))
-        raise InputError(f"bvals: no volume within {tolerance:g} of shell b={shell:g}; b-values found: {found}")
+    index = require_shell_indices(bvals, shell, tolerance)
     return np.take(dmri, index, axis=-1), np.take(bvecs, index, axis=1), np.take(bvals, index)
