@@ -136,7 +136,7 @@ def test_rehearsal_costs_from_benchmark_files_and_paper_extrapolation(tmp_path, 
     header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
     for rule, name, seconds, rss in (("evaluate", "hcp04/b1000_q6/SH", 300.0, 5000), ("evaluate", "hcp05/b1000_q6/SH", 10.0, 900),
                                      ("autocrop", "hcp01", 100.0, "-"), ("infer", "hcp05/b1000_q6/3D", 50.0, 900),
-                                     ("predict_sh_baseline", "hcp05/b1000_q6/SH", 9.0, 900)):
+                                     ("predict_sh_baseline", "hcp05/b1000_q6/SH", 9.0, 900), ("plot_fa_maps", "fa", 4.0, 500)):
         path = tmp_path / "benchmarks" / rule / f"{name}.tsv"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(header + f"{seconds}\t0:00:00\t{rss}\t1\t1\t1\t0\t0\t50\t{seconds / 2}\n")
@@ -149,14 +149,24 @@ def test_rehearsal_costs_from_benchmark_files_and_paper_extrapolation(tmp_path, 
     finally:
         common.RESULTS_DIR = saved
     out = capsys.readouterr().out
-    # whole-brain jobs only (hcp05 is the slab), times the paper's 115 evaluate jobs
-    assert ["evaluate", "115", "300 s", common.fmt(300.0 * 115 / 3600)] == next(r for r in paper.rows if r[0] == "evaluate")[:4]
+    # whole-brain jobs only (hcp05 is the slab), CPU seconds (half the wall seconds here) × the paper's 115 jobs
+    assert ["evaluate", "115", "150 s", common.fmt(150.0 * 115 / 3600)] == next(r for r in paper.rows if r[0] == "evaluate")[:4]
     autocrop = next(r for r in measured.rows if r[0] == "autocrop")
     assert autocrop[5] == common.fmt(None) and autocrop[6] == common.fmt(2.048)
     assert "6.3 TFLOP/s" in out
     # a rule seen only on the slab-cut test subject is not extrapolated (nor is infer: it comes from FLOPs)
     sh = next(r for r in paper.rows if r[0] == "predict_sh_baseline")
     assert sh[2] == "—" and "only on the slab" in sh[4]
+    # the example-subject figures draw the (slab) test subject even though their job names no subject
+    fa = next(r for r in paper.rows if r[0] == "plot_fa_maps")
+    assert fa[2] == "—" and "only on the slab" in fa[4]
+    # wall seconds on request
+    common.RESULTS_DIR = tmp_path / "results"
+    try:
+        _, paper_wall = hcp_rehearsal_costs.main(["--dir", str(tmp_path), "--seconds", "wall"])
+    finally:
+        common.RESULTS_DIR = saved
+    assert next(r for r in paper_wall.rows if r[0] == "evaluate")[2] == "300 s"
 
 
 def test_evaluate_memory_bench_runs_every_step_on_a_small_subject(tmp_path, monkeypatch):
