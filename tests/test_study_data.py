@@ -172,6 +172,15 @@ def test_context_split_refuses_a_missing_shell_and_writes_nothing(cropped, tmp_p
     with pytest.raises(InputError, match=r"bvals: no volume within 30 of shell b=5000; b-values found: 5, 985, .*3015$"):
         subsample_context(out["dmri"], out["bvals"], out["bvecs"], 5000, 6, 3, paths)
     assert not any(tmp_path.iterdir())
+    # b-values and b-vectors of another acquisition (one volume fewer than the image)
+    table = tmp_path / "tables"
+    table.mkdir()
+    bvals, bvecs = io.load_bval(out["bvals"]), io.load_bvec(out["bvecs"])
+    io.save_bval(bvals[:-1], table / "bvals")
+    io.save_bvec(bvecs[:, :-1], table / "bvecs")
+    with pytest.raises(InputError, match=rf"image shape \(.*, {bvals.size}\) does not match the {bvals.size - 1} b-values"):
+        subsample_context(out["dmri"], table / "bvals", table / "bvecs", 1000, 6, 3, paths)
+    assert sorted(path.name for path in tmp_path.rglob("*")) == ["bvals", "bvecs", "tables"]
 
 
 def test_antipodal_context_split_spreads_axes_not_signed_vectors(cropped, tmp_path):
