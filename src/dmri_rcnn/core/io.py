@@ -242,23 +242,21 @@ def load_nifti_volumes(path: PathLike, indices: Sequence[int], dtype: np.typing.
     img = load_nifti_image(path)
     if len(img.shape) != 4:
         raise InputError(f"{path}: expected a 4D image (i, j, k, q), found shape {tuple(img.shape)}")
-    indices = [int(index) for index in indices]
+    wanted = np.asarray(indices, dtype=np.int64).reshape(-1)
     n_volumes = img.shape[3]
-    outside = [index for index in indices if not 0 <= index < n_volumes]
-    if outside:
+    outside = wanted[(wanted < 0) | (wanted >= n_volumes)]
+    if outside.size:
         raise InputError(
             f"{path}: volume {outside[0]} asked for; the image has {n_volumes} volumes (0 to {n_volumes - 1})"
         )
-    data = np.empty(tuple(img.shape[:3]) + (len(indices),), dtype=dtype, order="F")
+    data = np.empty(tuple(img.shape[:3]) + (wanted.size,), dtype=dtype, order="F")
     try:
         with contextlib.ExitStack() as stack:
             proxy = img.dataobj
             if str(path).endswith(".gz"):
                 proxy = stack.enter_context(_gzip_voxel_proxy(path, img))
-            for index in sorted(set(indices)):  # forward only: a gzip stream cannot seek back cheaply
-                volume = np.asarray(proxy[..., index], dtype=dtype)
-                for position in (p for p, wanted in enumerate(indices) if wanted == index):
-                    data[..., position] = volume
+            for index in np.unique(wanted):  # ascending: a gzip stream cannot seek back cheaply
+                data[..., wanted == index] = np.asarray(proxy[..., int(index)], dtype=dtype)[..., None]
     except Exception as err:  # truncated gzip/raw data surfaces as EOFError, OSError or ValueError
         raise _unreadable_voxels(path, img, err) from None
     return data
