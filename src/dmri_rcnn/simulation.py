@@ -16,7 +16,6 @@ written out are in the same voxel frame as the b-vectors.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +23,8 @@ import nibabel as nib
 import numpy as np
 from tqdm.auto import tqdm
 
+# The scheme lives in core (super-resolution's 'hcp' targets need it); it stays importable from here.
+from dmri_rcnn.core.processing.directions import PROTOCOL_SEED, hcp_like_scheme  # noqa: F401
 from dmri_rcnn.errors import InputError
 from dmri_rcnn.utils import atomic_path
 
@@ -38,9 +39,6 @@ CSF_DIFFUSIVITY = 3.0e-3
 
 #: Maximum number of fibre populations in one voxel (three bundles may cross).
 MAX_FIBRES = 3
-
-#: Seed of the shared gradient scheme: every synthetic subject is "scanned" with the same directions.
-PROTOCOL_SEED = 20220315
 
 
 @dataclass
@@ -82,73 +80,6 @@ class SyntheticSubject:
     affine: np.ndarray
     noise_sigma: float
     metadata: dict = field(default_factory=dict)
-
-
-# --------------------------------------------------------------------------------------------------
-# Acquisition scheme
-# --------------------------------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=16)
-def _well_spread_directions(n_directions: int, seed: int, iterations: int = 1000) -> np.ndarray:
-    """Return ``(n_directions, 3)`` unit vectors spread by electrostatic repulsion (antipodally symmetric)."""
-    from dmri_rcnn.core.processing.directions import evenly_spread_directions
-
-    return evenly_spread_directions(n_directions, seed, iterations).T
-
-
-def hcp_like_scheme(
-    shells: tuple[int, ...] = (1000, 2000, 3000),
-    n_directions: int = 90,
-    n_b0: int = 6,
-    seed: int = PROTOCOL_SEED,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Build an HCP-like multi-shell gradient scheme.
-
-    Each shell gets its own set of ``n_directions`` well-spread directions (different shells are rotated
-    relative to each other, as in HCP); shells are interleaved volume by volume and the b0 volumes are
-    spread evenly through the acquisition. b-values carry HCP-like deviations (b0 = 5, shells within
-    ±15 s/mm² of nominal) so that shell selection with a tolerance is exercised.
-
-    Parameters
-    ----------
-    shells : tuple of int
-        Nominal b-values in s/mm².
-    n_directions : int
-        Directions per shell.
-    n_b0 : int
-        Number of b0 volumes (>= 1).
-    seed : int
-        Seed of the scheme (shared by all subjects).
-
-    Returns
-    -------
-    bvals : (q,) float64, s/mm²
-    bvecs : (3, q) float64, unit vectors (zeros for b0)
-    """
-    if n_b0 < 1:
-        raise InputError(f"n_b0 is {n_b0}; a subject needs at least one b0 volume")
-    if n_directions < 1:
-        raise InputError(f"n_directions is {n_directions}; expected a positive number of directions per shell")
-    rng = np.random.default_rng(seed)
-    per_shell = [_well_spread_directions(n_directions, seed + 1 + index) for index, _ in enumerate(shells)]
-    # interleave the shells: volume v of shell s goes to position v * n_shells + s
-    dw_bvecs = np.stack(per_shell, axis=1).reshape(-1, 3)
-    nominal = np.tile(np.asarray(shells, dtype=np.float64), n_directions)
-    deviation = rng.choice(np.arange(-15.0, 16.0, 5.0), size=nominal.size)
-    dw_bvals = nominal + deviation
-
-    n_dw = dw_bvals.size
-    b0_positions = np.linspace(0, n_dw + n_b0 - 1, n_b0).round().astype(int)
-    total = n_dw + n_b0
-    is_b0 = np.zeros(total, dtype=bool)
-    is_b0[b0_positions] = True
-    bvals = np.empty(total)
-    bvecs = np.zeros((total, 3))
-    bvals[is_b0] = 5.0
-    bvals[~is_b0] = dw_bvals
-    bvecs[~is_b0] = dw_bvecs
-    return bvals, bvecs.T.copy()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from dmri_rcnn.core.processing.directions import hcp_like_scheme
 from dmri_rcnn.core.processing.shells import SHELL_TOLERANCE, shell_indices
 from dmri_rcnn.errors import InputError
 
@@ -24,7 +25,7 @@ PathLike = str | os.PathLike
 
 #: Volumes with a b-value below this (s/mm²) are b0 volumes.
 B0_THRESHOLD = 50.0
-#: Shells of the HCP-like scheme (:func:`dmri_rcnn.simulation.hcp_like_scheme`), 90 directions each.
+#: Shells of the HCP-like scheme (:func:`hcp_like_scheme`), 90 directions each.
 HCP_SHELLS = (1000, 2000, 3000)
 
 
@@ -45,8 +46,6 @@ def hcp_like_directions(shell: int) -> np.ndarray:
     These are the package's own directions, not the HCP's gradient table: for a real HCP subject's
     directions, pass its ``bvecs`` file.
     """
-    from dmri_rcnn.simulation import hcp_like_scheme
-
     if int(shell) not in HCP_SHELLS:
         raise InputError(f"shell {shell}: the HCP-like scheme has shells {', '.join(map(str, HCP_SHELLS))}")
     bvals, bvecs = hcp_like_scheme(HCP_SHELLS)

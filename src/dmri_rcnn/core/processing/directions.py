@@ -1,4 +1,4 @@
-"""Farthest-point selection of q-space directions.
+"""Q-space directions: farthest-point selection, evenly spread directions and the HCP-like scheme.
 
 Directions are compared by the great-circle (arc) distance ``acos(u · v)`` of the unit b-vectors;
 as in the original, ``v`` and ``-v`` count as far apart (the sign of a direction is kept). With
@@ -7,9 +7,14 @@ is the same at ``v`` and ``-v``, and on a scheme whose axes are spread over a ha
 synthetic subjects) the signed distance favours nearly opposite vectors, i.e. nearly the same axis.
 A subset is grown greedily: start at one direction, then repeatedly add the unused direction whose
 smallest distance to the subset so far is largest (ties: the lowest index).
+
+:func:`hcp_like_scheme` is the gradient scheme the synthetic subjects are acquired with; super-resolution
+offers its directions as targets.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -20,8 +25,12 @@ __all__ = [
     "evenly_spread_directions",
     "farthest_point_order",
     "farthest_point_subsets",
+    "hcp_like_scheme",
     "select_context_directions",
 ]
+
+#: Seed of the shared gradient scheme: every synthetic subject is "scanned" with the same directions.
+PROTOCOL_SEED = 20220315
 
 
 def arc_distances(bvecs: np.ndarray, antipodal: bool = False) -> np.ndarray:
@@ -177,3 +186,63 @@ def evenly_spread_directions(n_directions: int, seed: int = 0, iterations: int =
     spread, _ = disperse_charges(HemiSphere(theta=theta, phi=phi), iterations)
     vertices = np.asarray(spread.vertices, dtype=np.float64)
     return (vertices / np.linalg.norm(vertices, axis=1, keepdims=True)).T.copy()
+
+
+@functools.lru_cache(maxsize=16)
+def _well_spread_directions(n_directions: int, seed: int, iterations: int = 1000) -> np.ndarray:
+    """Return ``(n_directions, 3)`` unit vectors spread by electrostatic repulsion (antipodally symmetric)."""
+    return evenly_spread_directions(n_directions, seed, iterations).T
+
+
+def hcp_like_scheme(
+    shells: tuple[int, ...] = (1000, 2000, 3000),
+    n_directions: int = 90,
+    n_b0: int = 6,
+    seed: int = PROTOCOL_SEED,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Build an HCP-like multi-shell gradient scheme.
+
+    Each shell gets its own set of ``n_directions`` well-spread directions (different shells are rotated
+    relative to each other, as in HCP); shells are interleaved volume by volume and the b0 volumes are
+    spread evenly through the acquisition. b-values carry HCP-like deviations (b0 = 5, shells within
+    ±15 s/mm² of nominal) so that shell selection with a tolerance is exercised.
+
+    Parameters
+    ----------
+    shells : tuple of int
+        Nominal b-values in s/mm².
+    n_directions : int
+        Directions per shell.
+    n_b0 : int
+        Number of b0 volumes (>= 1).
+    seed : int
+        Seed of the scheme (shared by all subjects).
+
+    Returns
+    -------
+    bvals : (q,) float64, s/mm²
+    bvecs : (3, q) float64, unit vectors (zeros for b0)
+    """
+    if n_b0 < 1:
+        raise InputError(f"n_b0 is {n_b0}; a subject needs at least one b0 volume")
+    if n_directions < 1:
+        raise InputError(f"n_directions is {n_directions}; expected a positive number of directions per shell")
+    rng = np.random.default_rng(seed)
+    per_shell = [_well_spread_directions(n_directions, seed + 1 + index) for index, _ in enumerate(shells)]
+    # interleave the shells: volume v of shell s goes to position v * n_shells + s
+    dw_bvecs = np.stack(per_shell, axis=1).reshape(-1, 3)
+    nominal = np.tile(np.asarray(shells, dtype=np.float64), n_directions)
+    deviation = rng.choice(np.arange(-15.0, 16.0, 5.0), size=nominal.size)
+    dw_bvals = nominal + deviation
+
+    n_dw = dw_bvals.size
+    b0_positions = np.linspace(0, n_dw + n_b0 - 1, n_b0).round().astype(int)
+    total = n_dw + n_b0
+    is_b0 = np.zeros(total, dtype=bool)
+    is_b0[b0_positions] = True
+    bvals = np.empty(total)
+    bvecs = np.zeros((total, 3))
+    bvals[is_b0] = 5.0
+    bvals[~is_b0] = dw_bvals
+    bvecs[~is_b0] = dw_bvecs
+    return bvals, bvecs.T.copy()
