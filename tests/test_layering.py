@@ -4,6 +4,8 @@ command-line or simulation layers built on top of it."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "dmri_rcnn"
@@ -71,3 +73,54 @@ def test_core_imports_nothing_from_the_layers_above_it():
         if _is_upper_layer(name)
     ]
     assert not upward, "core must not import from " + ", ".join(UPPER_LAYERS) + ":\n" + "\n".join(upward)
+
+
+# ----- one definition of each shared name ------------------------------------------------------------
+
+#: Modules that still define their own ``PathLike`` (being edited elsewhere); each is to import it from
+#: ``dmri_rcnn.types`` and leave this list. No module may join it.
+PATHLIKE_NOT_YET_SHARED = {
+    "dmri_rcnn/core/model_spec.py",
+    "dmri_rcnn/study/preflight.py",
+    "dmri_rcnn/training/checkpoint.py",
+    "dmri_rcnn/training/config.py",
+    "dmri_rcnn/training/dataset.py",
+    "dmri_rcnn/training/train.py",
+}
+
+
+def _definitions(name: str) -> list[str]:
+    """``path:line`` of every module-level or nested assignment to ``name`` in the package's source."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Assign):
+                targets = node.targets
+            elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
+                targets = [node.target]
+            else:
+                continue
+            if any(isinstance(target, ast.Name) and target.id == name for target in targets):
+                found.append(f"{path.relative_to(PACKAGE.parent).as_posix()}:{node.lineno}")
+    return found
+
+
+def test_the_b0_threshold_is_defined_once():
+    assert len(_definitions("B0_THRESHOLD")) == 1, _definitions("B0_THRESHOLD")
+
+
+def test_pathlike_is_defined_once_in_the_types_module():
+    modules = [place.rpartition(":")[0] for place in _definitions("PathLike")]
+    assert modules.count("dmri_rcnn/types.py") == 1, modules
+    others = set(modules) - {"dmri_rcnn/types.py"}
+    assert others <= PATHLIKE_NOT_YET_SHARED, f"define PathLike only in dmri_rcnn/types.py: {sorted(others)}"
+
+
+def test_the_data_rules_modules_load_no_tensorflow():
+    """The data rules' env (envs/data.yaml) has no TensorFlow: their modules must not import it."""
+    code = (
+        "import sys; import dmri_rcnn.simulation, dmri_rcnn.study.data, dmri_rcnn.sources, dmri_rcnn.study.logs; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -276,10 +276,28 @@ def multi_tensor_signal(
     return s0[:, None] * (anisotropic + isotropic)
 
 
-def add_rician_noise(signal: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
-    """Magnitude of the signal plus complex Gaussian noise of standard deviation ``sigma`` per channel."""
+def add_rician_noise(
+    signal: np.ndarray,
+    sigma: float,
+    rng: np.random.Generator,
+    imaginary_rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """Magnitude of the signal plus complex Gaussian noise of standard deviation ``sigma`` per channel.
+
+    Parameters
+    ----------
+    signal : (...) noiseless magnitude signal.
+    sigma : standard deviation of the noise in each of the real and imaginary channels.
+    rng : draws the real channel's noise, then (without ``imaginary_rng``) the imaginary channel's.
+    imaginary_rng : draws the imaginary channel's noise instead, so a signal simulated chunk by chunk
+        gets the same numbers as in one piece (see :func:`simulate_subject`).
+
+    Returns
+    -------
+    (...) float64 noisy magnitude, the shape of ``signal``.
+    """
     real = signal + rng.normal(0.0, sigma, size=signal.shape)
-    imaginary = rng.normal(0.0, sigma, size=signal.shape)
+    imaginary = (rng if imaginary_rng is None else imaginary_rng).normal(0.0, sigma, size=signal.shape)
     return np.hypot(real, imaginary)
 
 
@@ -371,9 +389,7 @@ def simulate_subject(
             clean[brain - start] = multi_tensor_signal(
                 bvals, bvecs, flat_dirs[brain], flat_fractions[brain], flat_iso[brain], flat_diff[brain], flat_s0[brain]
             )
-        real = clean + real_rng.normal(0.0, sigma, size=clean.shape)
-        imaginary = imaginary_rng.normal(0.0, sigma, size=clean.shape)
-        dmri[block] = np.hypot(real, imaginary)
+        dmri[block] = add_rician_noise(clean, sigma, real_rng, imaginary_rng)
         if noiseless is not None:
             noiseless[block] = clean
     dmri = dmri.reshape(shape + (bvals.size,))

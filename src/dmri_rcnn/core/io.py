@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import os
 import warnings
 from pathlib import Path
 from typing import NamedTuple, Sequence
@@ -29,6 +28,7 @@ import nibabel as nib
 import numpy as np
 
 from dmri_rcnn.errors import InputError
+from dmri_rcnn.types import PathLike
 from dmri_rcnn.utils import atomic_path
 
 __all__ = [
@@ -55,8 +55,6 @@ __all__ = [
     "uncrop",
     "validate_dmri_set",
 ]
-
-PathLike = str | os.PathLike
 
 #: A diffusion-weighted b-vector may differ from unit length by this much (relative); it is then
 #: renormalised. Scanner text files round to ~6 digits, so genuine unit vectors are far inside it.

@@ -11,20 +11,17 @@ Volumes of other shells are not part of the output (the model predicts one shell
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from dmri_rcnn.core.io import B0_THRESHOLD
 from dmri_rcnn.core.processing.directions import hcp_like_scheme
 from dmri_rcnn.core.processing.shells import SHELL_TOLERANCE, shell_indices
 from dmri_rcnn.errors import InputError
+from dmri_rcnn.types import PathLike
 
-PathLike = str | os.PathLike
-
-#: Volumes with a b-value below this (s/mm²) are b0 volumes.
-B0_THRESHOLD = 50.0
 #: Shells of the HCP-like scheme (:func:`hcp_like_scheme`), 90 directions each.
 HCP_SHELLS = (1000, 2000, 3000)
 

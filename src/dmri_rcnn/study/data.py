@@ -7,21 +7,14 @@ rely on lives in :mod:`dmri_rcnn.core.io` and :mod:`dmri_rcnn.core.processing`.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from dmri_rcnn.core import io
 from dmri_rcnn.errors import InputError
+from dmri_rcnn.types import PathLike
 from dmri_rcnn.utils import atomic_path
-
-PathLike = str | os.PathLike
-
-
-def _save_nifti_like(data: np.ndarray, reference: PathLike, path: PathLike, affine: np.ndarray | None = None) -> None:
-    image = io.load_nifti_image(reference)
-    io.save_nifti(data, image.affine if affine is None else affine, path)
 
 
 def crop_subject(
@@ -159,7 +152,7 @@ def subsample_context(
     seed: int,
     out: dict,
     tolerance: float = 30.0,
-    b0_threshold: float = 50.0,
+    b0_threshold: float = io.B0_THRESHOLD,
     antipodal: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split one shell of a test subject into context and held-out target directions.
@@ -177,7 +170,7 @@ def subsample_context(
     out : dict of output paths ``context``, ``context_bvecs``, ``context_bvals``, ``targets``,
         ``target_bvecs``, ``target_bvals`` and ``b0`` (all b0 volumes, (i, j, k, n_b0)).
     tolerance : shell membership tolerance, s/mm².
-    b0_threshold : volumes with b below this are b0.
+    b0_threshold : volumes with b below this (s/mm²) are b0.
     antipodal : spread the context by the angle between axes (``v`` same as ``-v``) rather than by the
         original's signed arc distance, which on a half-sphere scheme can pick near-opposite vectors,
         i.e. nearly the same axis.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +9,8 @@ import pandas as pd
 
 from dmri_rcnn.core import io
 from dmri_rcnn.simulation import TISSUE_LABELS
+from dmri_rcnn.types import PathLike
 from dmri_rcnn.utils import atomic_path
-
-PathLike = str | os.PathLike
 
 
 def evaluate_method(files: dict, subject: str, method: str, shell: int, q_in: int, out_path: PathLike) -> dict:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 
 from dmri_rcnn.core import io
 from dmri_rcnn.errors import InputError
-
-PathLike = str | os.PathLike
+from dmri_rcnn.types import PathLike
 
 
 def predict_with_trained_model(

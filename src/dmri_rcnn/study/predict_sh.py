@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from dmri_rcnn.core import io
-
-PathLike = str | os.PathLike
+from dmri_rcnn.types import PathLike
 
 
 def select_sh_on_validation(examples: list[dict], settings: dict, out_path: PathLike) -> dict:

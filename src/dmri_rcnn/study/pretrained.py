@@ -10,13 +10,11 @@ TensorFlow nor the weights themselves (a path pattern's descriptions are read, t
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from dmri_rcnn.core.model_spec import COMBINED_SHELLS, ModelSpec, published_model_spec, read_model_spec, sidecar_path
+from dmri_rcnn.core.model_spec import COMBINED_SHELLS, published_model_spec, read_model_spec, sidecar_path
 from dmri_rcnn.errors import ConfigError, InputError
-
-PathLike = str | os.PathLike
+from dmri_rcnn.types import PathLike
 
 SCRATCH = "scratch"
 PUBLISHED = "published"
@@ -60,14 +58,6 @@ def published_model_names() -> list[str]:
         if name not in names:
             names.append(name)
     return names
-
-
-def published_spec(spec: dict, norm: bool = False) -> ModelSpec:
-    """The description of the published checkpoint a catalogue model maps to (see :func:`published_key`)."""
-    key = published_key(spec, norm)
-    if key is None:
-        raise InputError(f"no published weights for {spec}")
-    return published_model_spec(*key)
 
 
 def check_model_weights(config: dict, models: dict) -> None:

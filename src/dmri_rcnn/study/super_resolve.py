@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 
 from dmri_rcnn.core.super_resolution import SuperResolved
-
-PathLike = str | os.PathLike
+from dmri_rcnn.types import PathLike
 
 
 def super_resolve_subject(
