@@ -132,14 +132,15 @@ def test_truncated_object_fails_its_download_naming_the_key(s3_server, tmp_path)
 
 
 def test_local_source_reads_hcp_and_bids_like_layouts(tmp_path):
+    # 16 directions per shell: a training subject needs q_in 6 + q_out 10 (checked before any job)
     config = tiny_config()
     config["subjects"].update(source="local", **SUBJECTS)
     hcp_root = tmp_path / "HCP_1200"
     bids_root = tmp_path / "bids"
     for seed, subject in enumerate(["100206", "100307"]):
-        write_hcp_subject(hcp_root / subject / "T1w" / "Diffusion", seed=seed)
+        write_hcp_subject(hcp_root / subject / "T1w" / "Diffusion", seed=seed, n_per_shell=16)
     # One subject in a BIDS-like layout: other file names, mask in a derivatives tree.
-    write_hcp_subject(tmp_path / "scratch", seed=7)
+    write_hcp_subject(tmp_path / "scratch", seed=7, n_per_shell=16)
     dwi = bids_root / "sub-100408" / "dwi"
     masks = bids_root / "derivatives" / "masks" / "sub-100408" / "dwi"
     dwi.mkdir(parents=True)

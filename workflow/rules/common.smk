@@ -63,6 +63,22 @@ if SUBJECTS["source"] == "hcp_s3":
     check_hcp_s3_credentials()
 
 
+def check_local_subjects():
+    """Stop before any job when a local subject's files cannot be used: one line per subject."""
+    from snakemake.logging import logger
+
+    from dmri_rcnn.study.preflight import check_local_subjects
+
+    errors, warnings = check_local_subjects(config)
+    for line in warnings:
+        logger.warning(line)
+    if errors:
+        raise WorkflowError("\n".join(errors))
+
+
+check_local_subjects()
+
+
 def container_image(kind):
     return design.container_image(config, kind)
 
