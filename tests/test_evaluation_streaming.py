@@ -399,7 +399,7 @@ def test_load_nifti_volumes_returns_the_asked_volumes_in_the_asked_order(tmp_pat
 def test_load_nifti_volumes_holds_only_the_asked_volumes(tmp_path, monkeypatch):
     """Reading 4 of 64 volumes must not allocate the whole image (64 x 32 KB here). The drain to the
     gzip CRC reads 16 MB at a time; it is made small here so that it does not hide the arrays."""
-    monkeypatch.setattr(io, "_DRAIN_BYTES", 64 << 10)
+    monkeypatch.setattr(io.nifti, "_DRAIN_BYTES", 64 << 10)
     data = np.random.default_rng(5).normal(size=(20, 20, 20, 64)).astype(np.float32)
     path = tmp_path / "dwi.nii.gz"
     io.save_nifti(data, np.eye(4), path)

@@ -1,5 +1,5 @@
-"""The package's layers: ``core`` (the public API) imports nothing from the study, evaluation, training,
-command-line or simulation layers built on top of it."""
+"""The package's shape: ``core`` (the public API) imports nothing from the study, evaluation, training,
+command-line or simulation layers built on top of it; shared names are defined once; modules stay small."""
 
 from __future__ import annotations
 
@@ -124,3 +124,13 @@ def test_the_data_rules_modules_load_no_tensorflow():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_no_module_is_over_500_lines():
+    """A module with one job stays readable; a bigger one is split by job (as core.io was)."""
+    long = {
+        path.relative_to(PACKAGE.parent).as_posix(): n
+        for path in PACKAGE.rglob("*.py")
+        if (n := len(path.read_text().splitlines())) > 500
+    }
+    assert not long, f"modules over 500 lines: {long}"
