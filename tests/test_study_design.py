@@ -48,7 +48,44 @@ BAD_CONFIGS = {
         "synthetic.n_directions",
         "12 directions per shell cannot hold q_in 6 + q_out 10",
     ),
+    "too few directions to evaluate": (
+        lambda c: (c["synthetic"].update(n_directions=6), c["training"].update(epochs=0), c["models"].update(weights="published", width=1.0)),
+        "synthetic.n_directions",
+        "6 directions per shell cannot hold q_in 6 + 1 held-out target",
+    ),
+    "fixed SH order above the context": (
+        lambda c: c["sh_baselines"].append({"name": "SH8", "sh_order": 8, "smooth": 0.0}),
+        "sh_baselines[2].sh_order",
+        "order 8 has 45 coefficients but q_in 6 gives only 6 context directions; choose sh_order <= 2",
+    ),
+    "example subject not a test subject": (
+        lambda c: c["report"].update(example_subject="tr1"),
+        "report.example_subject",
+        "tr1 is not a test subject; expected one of te1",
+    ),
+    "synthetic shape below a patch": (
+        lambda c: c["synthetic"].update(shape=[16, 16, 8]),
+        "synthetic.shape",
+        "[16, 16, 8] is smaller than a 10x10x10 patch",
+    ),
+    "test slab beyond the synthetic shape": (
+        lambda c: c["preprocess"].update(test_slab=[0, 12]),
+        "preprocess.test_slab",
+        "needs 12 axial slices but synthetic.shape has 10",
+    ),
 }
+
+
+def test_sh_coefficient_count_agrees_with_the_sh_baseline():
+    from dmri_rcnn.evaluation.sh_baseline import n_sh_coefficients
+
+    assert [design.n_sh_coefficients(o) for o in range(0, 13, 2)] == [n_sh_coefficients(o) for o in range(0, 13, 2)]
+
+
+def test_smoothed_fixed_sh_order_is_accepted():
+    config = tiny_config()
+    config["sh_baselines"].append({"name": "SH8", "sh_order": 8, "smooth": 0.006})
+    design.check_config(config)
 
 
 @pytest.mark.parametrize("name", list(BAD_CONFIGS))

@@ -94,6 +94,16 @@ BAD_CONFIGS = {
         "3D_b2000_q10 is not one of the study's models",
     ),
     "bad source (schema)": (lambda c: c["subjects"].update(source="ftp"), "source", "ftp"),
+    "example subject not a test subject": (
+        lambda c: c["report"].update(example_subject="nosuch"),
+        "report.example_subject",
+        "nosuch is not a test subject",
+    ),
+    "fixed SH order above the context": (
+        lambda c: c["sh_baselines"].append({"name": "SH8", "sh_order": 8, "smooth": 0.0}),
+        "sh_baselines[2].sh_order",
+        "order 8 has 45 coefficients",
+    ),
 }
 
 

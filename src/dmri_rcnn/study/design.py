@@ -130,14 +130,74 @@ def check_config(cfg: dict) -> None:
 
     check_model_weights(cfg, model_catalogue(cfg))
     check_super_resolve(cfg, model_catalogue(cfg))
-    if subjects["source"] == "synthetic" and not nothing_trained:
-        n_directions = cfg["synthetic"]["n_directions"]
-        q_out = training["q_out"]
-        largest = max(q for setting in cfg["evaluation"] for q in setting["q_in"])
-        if largest + q_out > n_directions:
+    if subjects["source"] == "synthetic":
+        _check_synthetic(cfg, nothing_trained)
+    _check_sh_baselines(cfg)
+    example = cfg["report"].get("example_subject")
+    if example is not None and example not in subjects["test"]:
+        raise ConfigError(
+            "report.example_subject",
+            f"{example} is not a test subject; expected one of {', '.join(subjects['test'])} (or null for the first)",
+        )
+
+
+def _check_synthetic(cfg: dict, nothing_trained: bool) -> None:
+    """Simulated subjects big enough for a patch, the evaluated splits and the training examples."""
+    from dmri_rcnn.core.architecture import PATCH_SHAPE
+
+    shape = list(cfg["synthetic"]["shape"])
+    if any(size < patch for size, patch in zip(shape, PATCH_SHAPE)):
+        raise ConfigError(
+            "synthetic.shape",
+            f"{shape} is smaller than a {'x'.join(map(str, PATCH_SHAPE))} patch; expected at least "
+            f"{list(PATCH_SHAPE)} voxels",
+        )
+    slab = cfg["preprocess"].get("test_slab")
+    if slab is not None and slab[1] > shape[2]:
+        raise ConfigError(
+            "preprocess.test_slab",
+            f"[{slab[0]}, {slab[1]}) needs {slab[1]} axial slices but synthetic.shape has {shape[2]}",
+        )
+    n_directions = cfg["synthetic"]["n_directions"]
+    largest = max(q for setting in cfg["evaluation"] for q in setting["q_in"])
+    if nothing_trained:
+        if largest + 1 > n_directions:
             raise ConfigError(
                 "synthetic.n_directions",
-                f"{n_directions} directions per shell cannot hold q_in {largest} + q_out {q_out} per training example",
+                f"{n_directions} directions per shell cannot hold q_in {largest} + 1 held-out target",
+            )
+        return
+    q_out = cfg["training"]["q_out"]
+    if largest + q_out > n_directions:
+        raise ConfigError(
+            "synthetic.n_directions",
+            f"{n_directions} directions per shell cannot hold q_in {largest} + q_out {q_out} per training example",
+        )
+
+
+def n_sh_coefficients(sh_order: int) -> int:
+    """Coefficients of a symmetric real SH series of even order ``sh_order``.
+
+    The count of :func:`dmri_rcnn.evaluation.sh_baseline.n_sh_coefficients`, repeated here because
+    importing that module (DIPY) would add a second to every start of the workflow.
+    """
+    return (sh_order + 1) * (sh_order + 2) // 2
+
+
+def _check_sh_baselines(cfg: dict) -> None:
+    """A fixed SH order without smoothing needs at least as many context directions as coefficients."""
+    smallest = min(q for setting in cfg["evaluation"] for q in setting["q_in"])
+    for index, baseline in enumerate(cfg["sh_baselines"]):
+        order = baseline["sh_order"]
+        if order == "auto" or float(baseline.get("smooth", 0.0)) > 0:
+            continue
+        n_coefficients = n_sh_coefficients(int(order))
+        if n_coefficients > smallest:
+            highest = max(o for o in range(0, 13, 2) if n_sh_coefficients(o) <= smallest)
+            raise ConfigError(
+                f"sh_baselines[{index}].sh_order",
+                f"order {order} has {n_coefficients} coefficients but q_in {smallest} gives only {smallest} "
+                f"context directions; choose sh_order <= {highest}, a smooth > 0, or auto",
             )
 
 
