@@ -318,8 +318,42 @@ def test_bf16_training_computes_in_bfloat16_and_saves_float32_weights(records, t
 
     result = run(records, tmp_path, epochs=2, precision="bf16")
     assert result["settings"]["precision"] == "bf16"
+    sidecar = json.loads((tmp_path / "best.weights.json").read_text())
+    assert sidecar["precision"] == "bf16"  # the description says what the model was trained in
     assert all(np.isfinite(row["loss"]) and np.isfinite(row["val_loss"]) for row in result["history"])
     fp32 = get_1d_autoencoder(weights=None, width=0.05)
     fp32.load_weights(tmp_path / "best.weights.h5")  # the weights file is the same as an fp32 model's
     assert all(weight.dtype == "float32" for weight in fp32.weights)
     assert settings_fingerprint(result["settings"]) != settings_fingerprint({**result["settings"], "precision": "fp32"})
+
+
+def test_auto_precision_is_resolved_logged_and_recorded(records, tmp_path, caplog, monkeypatch):
+    """``auto`` trains in what this machine runs natively, says so in the log and records it."""
+    from dmri_rcnn.core.precision import choose_precision
+
+    expected = choose_precision("auto").precision
+    with caplog.at_level("INFO", logger="dmri_rcnn.training.train"):
+        result = run(records, tmp_path, epochs=1, precision="auto")
+    assert result["settings"]["precision"] == expected != "auto"
+    assert json.loads((tmp_path / "best.weights.json").read_text())["precision"] == expected
+    line = next(r.getMessage() for r in caplog.records if "precision" in r.getMessage() and "devices" in r.getMessage())
+    assert f"precision {expected} (auto: " in line and "CPU (" in line
+
+
+def test_fp16_training_scales_the_loss_and_learns(records, tmp_path):
+    """fp16: float16 layers, a loss-scaling optimizer, a finite loss that falls over a few steps."""
+    from dmri_rcnn.training import build_model
+
+    model = build_model(1, width=0.05, precision="fp16", loss="mae_in_mask", learning_rate=1e-2)
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert model.get_layer("decoder").get_layer("dcv11_conv").compute_dtype == "float16"
+    assert all(weight.dtype == "float32" for weight in model.weights)
+    rng = np.random.default_rng(0)
+    unit = rng.normal(size=(2, 9, 3))
+    unit /= np.linalg.norm(unit, axis=-1, keepdims=True)
+    context = rng.uniform(0.2, 0.6, (2, 6, 10, 10, 10)).astype(np.float32)
+    target = np.concatenate([np.full((2, 3, 10, 10, 10), 0.4, np.float32), np.ones((2, 1, 10, 10, 10), np.float32)], 1)
+    inputs = [context, unit[:, :6].astype(np.float32), unit[:, 6:].astype(np.float32)]
+    losses = [float(model.train_on_batch(inputs, target)) for _ in range(8)]
+    assert all(np.isfinite(losses)), losses
+    assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3]), losses

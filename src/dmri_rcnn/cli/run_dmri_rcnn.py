@@ -81,10 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--q-out-chunk", dest="q_out_chunk", type=int, default=None, metavar="N",
                         help="Decode at most N target directions at once to bound memory (same result up to "
                         "float rounding). Default: 48 // batch size.")
-    parser.add_argument("--precision", dest="precision", choices=["fp32", "bf16"], default="fp32",
-                        help="Arithmetic precision of the model: fp32 (default, matches the original) or bf16 "
-                        "(bfloat16 compute with the same weights: faster on CPUs with AVX-512 BF16/AMX and on "
-                        "GPUs, about 1e-2 relative error).")
+    parser.add_argument("--precision", dest="precision", choices=["fp32", "bf16", "fp16", "auto"], default="fp32",
+                        help="Arithmetic precision of the model: fp32 (default, matches the original), bf16 "
+                        "(bfloat16 compute with the same weights: faster where it is native, CPUs with "
+                        "AVX512-BF16/AMX and GPUs of compute capability >= 8.0, emulated and slow elsewhere; "
+                        "about 1e-2 relative error), fp16 (the fast path of GPUs of compute capability 7.x) or "
+                        "auto (the fastest of these that the devices found run natively; the choice is printed).")
     parser.add_argument("--super-resolve", dest="super_resolve", default=None, metavar="BVALS",
                         help="Super-resolve a whole scan: -dmri_in and -bvec_in hold every acquired volume and BVALS "
                         "their b-values; the volumes of shell -s are the context. -dmri_out then holds the "
@@ -288,7 +290,12 @@ def build_model(args, weights, spec):
     from dmri_rcnn.core.model_spec import sidecar_path
     from dmri_rcnn.core.weights import load_model_weights
 
-    precision = getattr(args, "precision", "fp32")
+    from dmri_rcnn.core.precision import choose_precision, configure_devices
+
+    configure_devices()
+    choice = choose_precision(getattr(args, "precision", "fp32"))
+    print(f"    Precision -> {choice.describe()}")
+    precision = choice.precision
     if spec is not None:
         return load_trained_model(weights, spec, precision=precision)
     model = get_autoencoder(args.model_dim, None, precision=precision)

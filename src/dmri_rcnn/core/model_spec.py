@@ -16,6 +16,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from dmri_rcnn.core.precision import PRECISIONS
 from dmri_rcnn.errors import InputError
 from dmri_rcnn.utils import write_json
 
@@ -25,7 +26,6 @@ PathLike = str | os.PathLike
 SPEC_FORMAT = 1
 #: ``scaling`` values: the original's constant per shell, or the 99th percentile in the brain mask.
 SCALINGS = ("shell", "percentile")
-PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,9 @@ class ModelSpec:
     patch_shape : patch size in voxels (10, 10, 10).
     scaling : ``"shell"`` (signal divided by the shell's constant, 4000/3000/2000 for b=1000/2000/3000) or
         ``"percentile"`` (by the subject's 99th percentile inside the brain mask).
-    precision : arithmetic the model was trained with (``"fp32"`` or ``"bf16"``); the weights are float32
-        either way, so this is only the default for inference.
+    precision : arithmetic the model was trained in (``"fp32"``, ``"bf16"`` or ``"fp16"``, what ``auto``
+        resolved to where it was asked for); the weights are float32 either way, so this is only the
+        default for inference.
     """
 
     model_dim: int
@@ -120,7 +121,7 @@ class ModelSpec:
         shells = "/".join(str(s) for s in self.shells)
         return (
             f"{self.model_dim}D model, width {self.width:g}, min_filters {self.min_filters}, q_in {self.q_in}, "
-            f"b={shells}, {self.scaling} scaling"
+            f"b={shells}, {self.scaling} scaling, trained in {self.precision}"
         )
 
 

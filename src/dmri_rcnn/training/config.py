@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from dmri_rcnn.core.precision import PRECISION_REQUESTS
 from dmri_rcnn.errors import InputError
 
 PathLike = str | os.PathLike
@@ -23,8 +24,9 @@ PathLike = str | os.PathLike
 LOSSES = ("mae", "mae_in_mask")
 #: Learning-rate schedules: the paper's constant rate, or cosine decay over the whole training.
 LR_SCHEDULES = ("constant", "cosine")
-#: Arithmetic precisions of training: the paper's float32, or bfloat16 layers with float32 weights and loss.
-TRAINING_PRECISIONS = ("fp32", "bf16")
+#: Arithmetic precisions of training: the paper's float32, bfloat16 or float16 layers with float32 weights
+#: and loss, or ``auto`` (the fastest one the hardware runs natively: :mod:`dmri_rcnn.core.precision`).
+TRAINING_PRECISIONS = PRECISION_REQUESTS
 #: Keys of the ``training`` section that are not fields (the training seed is a base for each model's seed).
 NOT_FIELDS = ("seed",)
 
@@ -55,8 +57,10 @@ class TrainingConfig:
         steps; needs ``steps_per_epoch``).
     antipodal : draw context/target directions by the angle between axes (``v`` same as ``-v``) instead
         of the original's signed arc distance.
-    precision : ``"fp32"`` (the paper) or ``"bf16"`` (layers compute in bfloat16; weights, optimizer state
-        and loss stay float32, and so do the saved weights).
+    precision : ``"fp32"`` (the paper), ``"bf16"`` (layers compute in bfloat16; weights, optimizer state
+        and loss stay float32, and so do the saved weights), ``"fp16"`` (float16 layers, dynamic loss
+        scaling) or ``"auto"`` (opt-in: the fastest precision native to the devices found, chosen when the
+        training starts and recorded in the model's description; see :mod:`dmri_rcnn.core.precision`).
     seed : seeds Keras/NumPy/TF and the data pipeline.
 
     Adding an option

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from dmri_rcnn.core.model_spec import ModelSpec, read_model_spec, sidecar_path, write_model_spec
+from dmri_rcnn.core.precision import choose_precision, configure_devices
 from dmri_rcnn.errors import InputError
 from dmri_rcnn.training.checkpoint import (
     epoch_checkpoint_callback,
@@ -103,15 +104,16 @@ def build_model(
     to :data:`COSINE_FINAL_FRACTION` of it at ``total_steps`` (the schedule follows the optimizer's step
     counter, so a resumed training continues where it stopped). ``width`` and ``min_filters`` size the
     layers (see :func:`dmri_rcnn.core.model.get_3d_autoencoder`). ``precision`` is ``"fp32"`` (the
-    paper) or ``"bf16"``: the layers compute in bfloat16 (Keras ``mixed_bfloat16``) while the weights, the
-    optimizer and the loss stay float32. ``jit_compile``: True compiles the training step with XLA;
+    paper), ``"bf16"``: the layers compute in bfloat16 (Keras ``mixed_bfloat16``) while the weights, the
+    optimizer and the loss stay float32, or ``"fp16"``: float16 layers and a dynamic loss-scaling optimizer
+    (resolve ``"auto"`` first with :func:`dmri_rcnn.core.precision.choose_precision`). ``jit_compile``: True compiles the training step with XLA;
     ``"auto"`` leaves the choice to Keras (XLA on a GPU, not on a CPU, where it made these models'
     steps 3-8x slower: ``bench/bench_training_config.py``).
     """
     import keras
 
     from dmri_rcnn.core.model import ARCHITECTURES, get_autoencoder
-    from dmri_rcnn.core.model.autoencoder import PRECISIONS
+    from dmri_rcnn.core.model.autoencoder import PRECISIONS, loss_scaled
 
     if model_dim not in ARCHITECTURES:
         raise InputError(f"model_dim is {model_dim}; expected 1 or 3")
@@ -131,14 +133,20 @@ def build_model(
         rate = keras.optimizers.schedules.CosineDecay(learning_rate, int(total_steps), alpha=COSINE_FINAL_FRACTION)
     model = get_autoencoder(model_dim, weights=None, width=width, min_filters=min_filters, precision=precision)
     loss_function = masked_mean_absolute_error if loss == "mae_in_mask" else "mae"
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=rate), loss=loss_function, jit_compile=jit_compile)
+    optimizer = loss_scaled(keras.optimizers.Adam(learning_rate=rate), precision)
+    model.compile(optimizer=optimizer, loss=loss_function, jit_compile=jit_compile)
     return model
 
 
-def model_spec_of(config: TrainingConfig, scaling: str = "shell") -> ModelSpec:
-    """The description written beside the weights a training with ``config`` produces."""
+def model_spec_of(config: TrainingConfig, scaling: str = "shell", precision: str | None = None) -> ModelSpec:
+    """The description written beside the weights a training with ``config`` produces.
+
+    ``precision`` is the one the training ran in (what ``auto`` resolved to); default: ``config``'s, or
+    fp32 where that is ``auto``.
+    """
+    precision = precision or (config.precision if config.precision != "auto" else "fp32")
     return ModelSpec(model_dim=config.model_dim, q_in=config.q_in, shells=config.shells, width=config.width,
-                     min_filters=config.min_filters, scaling=scaling)
+                     min_filters=config.min_filters, scaling=scaling, precision=precision)
 
 
 def check_initial_weights(path: PathLike, wanted: ModelSpec) -> ModelSpec:
@@ -199,7 +207,12 @@ def train_model(
 
     checkpoint_dir = Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    configure_devices()
+    choice = choose_precision(config.precision)
+    log.info("%s: %s", title or "training", choice.describe())
     settings = config.fingerprint(train_records, validation_records)
+    # What auto resolved to is part of the run: a checkpoint made in another precision is not resumed.
+    settings["precision"] = choice.precision
     start_spec = None
     if initial_weights is not None:
         start_spec = check_initial_weights(initial_weights, model_spec_of(config))
@@ -217,7 +230,7 @@ def train_model(
         config.lr_schedule,
         config.total_steps,
         config.min_filters,
-        config.precision,
+        choice.precision,
     )
     if state:
         model.optimizer.build(model.trainable_variables)  # so the weights file's optimizer slots load too
@@ -262,7 +275,7 @@ def train_model(
         raise RuntimeError(f"training of {title} finished without a checkpoint in {checkpoint_dir}")
 
     # The description first, the weights last: a weights file never appears without its sidecar.
-    write_model_spec(model_spec_of(config, scaling), weights_path)
+    write_model_spec(model_spec_of(config, scaling, choice.precision), weights_path)
     with atomic_path(weights_path) as tmp:
         shutil.copyfile(checkpoint_dir / state["best_weights"], tmp)
     write_history(state["history"], history_path)

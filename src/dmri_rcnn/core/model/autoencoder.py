@@ -26,9 +26,11 @@ from dmri_rcnn.core.model.layers import (
     TileBVectors,
     keras2_hard_sigmoid,
 )
+from dmri_rcnn.core.precision import KERAS_POLICIES
+from dmri_rcnn.errors import InputError
 
 #: ``precision`` values and the Keras dtype policy each builds the layers under.
-PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16"}
+PRECISIONS = KERAS_POLICIES
 
 
 def _scaled(filters: int, width: float, min_filters: int = 1) -> int:
@@ -142,6 +144,13 @@ def adam_optimizer() -> keras.optimizers.Optimizer:
     return keras.optimizers.Adam(learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
 
 
+def loss_scaled(optimizer, precision: str):
+    """``optimizer`` wrapped in dynamic loss scaling for fp16 (small float16 gradients would underflow)."""
+    if precision == "fp16":
+        return keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
 def _build_autoencoder(
     model_dim: int,
     weights: str | os.PathLike | None = None,
@@ -159,7 +168,7 @@ def _build_autoencoder(
     if min_filters < 1:
         raise ValueError(f"min_filters must be >= 1, got {min_filters}")
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise InputError(f"precision is {precision!r}; expected one of {', '.join(PRECISIONS)}")
     arch = ARCHITECTURES[model_dim]
     patch_shape = tuple(int(s) for s in in_vox_shape)
     # The dtype policy is read when each layer is created: bf16 layers keep float32 variables (so the same
@@ -182,7 +191,7 @@ def _build_autoencoder(
     model = keras.Model(
         inputs=[enc_images, enc_bvecs, dec_bvecs], outputs=outputs, name=f"rcnn_{model_dim}d"
     )
-    model.compile(loss=loss, optimizer=adam_optimizer())
+    model.compile(loss=loss, optimizer=loss_scaled(adam_optimizer(), precision))
 
     if weights is not None:
         from dmri_rcnn.core.weights import load_model_weights
@@ -204,9 +213,11 @@ def get_3d_autoencoder(weights=None, width: float = 1.0, **kwargs) -> keras.Mode
         for quick CPU experiments; they cannot load the published weights.
     **kwargs
         ``q_in``, ``q_out`` (None = variable, the default), ``in_vox_shape`` (patch shape, (10, 10, 10)),
-        ``lstm_size`` (48), ``loss`` ("mae"), ``precision`` ("fp32", the default, or "bf16": the layers
+        ``lstm_size`` (48), ``loss`` ("mae"), ``precision`` ("fp32", the default; "bf16": the layers
         compute in bfloat16 under Keras' ``mixed_bfloat16`` policy while the variables stay float32, so
-        the same weights load; faster on CPUs with AVX-512 BF16/AMX and on GPUs, less exact),
+        the same weights load, faster on CPUs with AVX512-BF16/AMX and on recent GPUs, less exact; "fp16":
+        float16 layers with a loss-scaling optimizer, the fast path of older GPUs; see
+        :mod:`dmri_rcnn.core.precision`),
         ``min_filters`` (1): no layer is scaled below this many filters (or ConvLSTM units), so a small
         ``width`` can shrink the wide layers while the narrow recurrent bottleneck (ConvLSTM 48 units,
         the 32- and 88-filter layers before it, the 16-filter head) keeps enough channels to carry the

@@ -31,7 +31,7 @@ def load_trained_model(weights: str | os.PathLike, spec: ModelSpec | None = None
         :func:`save_trained_model`), or an original-format checkpoint prefix; the description is read from
         the sidecar beside it (:func:`dmri_rcnn.core.model_spec.sidecar_path`) unless ``spec`` is given.
     spec : the description, if it is known otherwise (e.g. :func:`dmri_rcnn.core.model_spec.published_model_spec`).
-    precision : ``"fp32"`` or ``"bf16"``; default: the spec's.
+    precision : ``"fp32"``, ``"bf16"`` or ``"fp16"``; default: the spec's.
 
     Returns
     -------
