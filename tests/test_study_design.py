@@ -76,6 +76,49 @@ BAD_CONFIGS = {
 }
 
 
+# (mutation, the one line the schema's error becomes)
+SCHEMA_ERRORS = {
+    "misspelt top-level key": (
+        lambda c: c.update(trainng={"epochs": 3}),
+        "invalid config: trainng: unknown key; expected one of seed, subjects,",
+    ),
+    "misspelt nested key": (
+        lambda c: c["training"].update(epochz=3),
+        "invalid config: training.epochz: unknown key; expected one of epochs, steps_per_epoch,",
+    ),
+    "unknown source": (
+        lambda c: c["subjects"].update(source="ftp"),
+        "invalid config: subjects.source: 'ftp' is not allowed; expected one of synthetic, local, hcp_s3",
+    ),
+    "number as text": (
+        lambda c: c["training"].update(epochs="3"),
+        "invalid config: training.epochs: '3' is not of type integer; --config passes nested values as text",
+    ),
+    "odd SH order": (
+        lambda c: c["sh_baselines"][1].update(sh_order=3),
+        "invalid config: sh_baselines[1].sh_order: 3 is none of the allowed forms",
+    ),
+    "missing q_in": (lambda c: c["evaluation"][0].pop("q_in"), "invalid config: evaluation[0]: 'q_in' is a required property"),
+    "negative seed": (lambda c: c.update(seed=-1), "invalid config: seed: -1 is less than the minimum of 0"),
+}
+
+
+@pytest.mark.parametrize("name", list(SCHEMA_ERRORS))
+def test_schema_errors_are_one_line_naming_the_key(name):
+    from snakemake.utils import validate
+
+    from workflow_utils import REPO_ROOT
+
+    mutate, expected = SCHEMA_ERRORS[name]
+    config = tiny_config()
+    mutate(config)
+    with pytest.raises(Exception) as error:
+        validate(config, str(REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    message = str(design.schema_error(error.value))
+    assert message.startswith(expected), message
+    assert "\n" not in message and len(message) < 300
+
+
 def test_sh_coefficient_count_agrees_with_the_sh_baseline():
     from dmri_rcnn.evaluation.sh_baseline import n_sh_coefficients
 

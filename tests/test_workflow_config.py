@@ -120,6 +120,7 @@ def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, name):
     assert key in output, output[-3000:]
     assert detail in output, output[-3000:]
     assert "rule simulate_subject" not in output and "localrule" not in output
+    assert "Failed validating" not in output, "the schema's error is one line, not the schema and the config"
     assert not (tmp_path / "resources").exists() and not (tmp_path / "results").exists()
 
 

@@ -7,7 +7,11 @@ from snakemake.utils import validate
 
 from dmri_rcnn.study import design, pretrained
 
-validate(config, schema="../schemas/config.schema.yaml")
+try:
+    validate(config, schema="../schemas/config.schema.yaml")
+except WorkflowError as error:
+    # one line naming the key, not Snakemake's print of the whole schema and config
+    raise WorkflowError(str(design.schema_error(error) or error)) from None
 try:
     design.check_config(config)
 except design.ConfigError as error:

@@ -201,6 +201,55 @@ def _check_sh_baselines(cfg: dict) -> None:
             )
 
 
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _numeric_text(value) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(value, str)
+
+
+def schema_error(error: Exception) -> ConfigError | None:
+    """The one-line :class:`ConfigError` for a schema violation (a ``jsonschema.ValidationError``, or the
+    exception Snakemake's ``validate`` raised while handling one); None for any other exception.
+
+    Snakemake's own message prints the schema and the whole config; this one names the key, what was
+    found and what is allowed, e.g. ``invalid config: training.epochz: unknown key; expected one of
+    epochs, steps_per_epoch, ...``.
+    """
+    import jsonschema
+
+    while error is not None and not isinstance(error, jsonschema.ValidationError):
+        error = error.__cause__ or error.__context__
+    if error is None:
+        return None
+    key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.absolute_path).lstrip(".")
+    kind, expected, found = error.validator, error.validator_value, error.instance
+    if kind == "additionalProperties" and isinstance(found, dict):
+        allowed = list(error.schema.get("properties", {}))
+        unknown = [name for name in found if name not in allowed]
+        key = ".".join(filter(None, [key, ", ".join(map(str, unknown))]))
+        return ConfigError(key, f"unknown key; expected one of {', '.join(allowed)}")
+    if kind == "enum":
+        return ConfigError(key, f"{_short(found)} is not allowed; expected one of {', '.join(map(str, expected))}")
+    # `--config key={nested: 3}` hands nested values over as text
+    hint = "; --config passes nested values as text, set them in a --configfile" if _numeric_text(found) else ""
+    if kind == "type":
+        wanted = " or ".join(expected) if isinstance(expected, list) else expected
+        return ConfigError(key, f"{_short(found)} is not of type {wanted}{hint}")
+    if kind == "required":
+        return ConfigError(key or "config", error.message)
+    if kind in ("oneOf", "anyOf"):
+        forms = "; ".join(sorted({sub.message.replace(repr(found), "it") for sub in error.context}))
+        return ConfigError(key, f"{_short(found)} is none of the allowed forms ({forms}){hint}")
+    return ConfigError(key or "config", error.message.replace(repr(found), _short(found)))
+
+
 def evaluation_settings(cfg: dict) -> list[tuple[int, int]]:
     """(shell, q_in) pairs evaluated on every test subject, in config order."""
     return [(s["shell"], q_in) for s in cfg["evaluation"] for q_in in s["q_in"]]
