@@ -7,7 +7,6 @@ writes it as a PNG atomically.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 
 import numpy as np
@@ -15,6 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from dmri_rcnn.errors import InputError
+from dmri_rcnn.types import PathLike
 from dmri_rcnn.utils import atomic_path
 
 AXIS_NAMES = {0: "sagittal (i)", 1: "coronal (j)", 2: "axial (k)"}
@@ -32,7 +32,7 @@ METRIC_LABELS = {
 }
 
 
-def save_figure(figure: Figure, path: str | os.PathLike, dpi: int = 100) -> None:
+def save_figure(figure: Figure, path: PathLike, dpi: int = 100) -> None:
     """Write ``figure`` as a PNG to ``path`` atomically."""
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
@@ -76,7 +76,7 @@ def plot_error_vs_q_in(
     metric: str = "mae",
     *,
     methods=None,
-    path: str | os.PathLike | None = None,
+    path: PathLike | None = None,
     title: str | None = None,
 ) -> Figure:
     """The study's main comparison: a metric against the number of context directions, one panel per shell.
@@ -142,7 +142,7 @@ def plot_comparison_slices(
     axis: int = 2,
     index: int | None = None,
     title: str | None = None,
-    path: str | os.PathLike | None = None,
+    path: PathLike | None = None,
 ) -> Figure:
     """Acquired vs predicted slices of one diffusion direction, with absolute-error maps beneath.
 
@@ -216,7 +216,7 @@ def plot_fa_maps(
     axis: int = 2,
     index: int | None = None,
     title: str | None = None,
-    path: str | os.PathLike | None = None,
+    path: PathLike | None = None,
 ) -> Figure:
     """FA maps side by side; with ``reference`` a second row shows |FA - FA_reference|.
 
@@ -294,10 +294,10 @@ def read_history(source) -> pd.DataFrame:
 
 
 def plot_training_history(
-    histories: Mapping[str, pd.DataFrame | str | os.PathLike],
+    histories: Mapping[str, pd.DataFrame | PathLike],
     *,
     log_scale: bool = False,
-    path: str | os.PathLike | None = None,
+    path: PathLike | None = None,
 ) -> Figure:
     """Training and validation loss per epoch, one panel per model.
 

@@ -22,6 +22,7 @@ import nibabel as nib
 import numpy as np
 
 from dmri_rcnn.errors import InputError
+from dmri_rcnn.types import PathLike
 from dmri_rcnn.utils import atomic_path
 
 #: File names inside an HCP subject's ``T1w/Diffusion`` folder, by role.
@@ -72,7 +73,7 @@ def _read_gzip_to_end(path: Path, origin: str) -> int:
     return size
 
 
-def check_nifti_complete(path: str | os.PathLike, origin: str, ndim: int) -> tuple[int, ...]:
+def check_nifti_complete(path: PathLike, origin: str, ndim: int) -> tuple[int, ...]:
     """Check that a NIfTI file is whole and has ``ndim`` dimensions; return its shape.
 
     Parameters
@@ -121,7 +122,7 @@ def _load_table(path: Path, origin: str, rows: int) -> np.ndarray:
     return table
 
 
-def check_hcp_subject(files: Mapping[str, str | os.PathLike], origins: Mapping[str, str] | None = None) -> None:
+def check_hcp_subject(files: Mapping[str, PathLike], origins: Mapping[str, str] | None = None) -> None:
     """Check that one subject's four diffusion files are whole and agree with each other.
 
     Parameters
@@ -152,8 +153,8 @@ def check_hcp_subject(files: Mapping[str, str | os.PathLike], origins: Mapping[s
 
 
 def copy_checked_hcp_subject(
-    sources: Mapping[str, str | os.PathLike],
-    targets: Mapping[str, str | os.PathLike],
+    sources: Mapping[str, PathLike],
+    targets: Mapping[str, PathLike],
     origins: Mapping[str, str] | None = None,
 ) -> None:
     """Check a subject's downloaded files (:func:`check_hcp_subject`), then copy each to its target.

@@ -11,6 +11,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from dmri_rcnn.types import PathLike
+
 
 def _split_suffix(name: str) -> tuple[str, str]:
     """Split ``data.nii.gz`` into (``data``, ``.nii.gz``) so temporary names keep the real extension."""
@@ -35,7 +37,7 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(target: str | os.PathLike) -> list[Path]:
+def remove_stale_temporaries(target: PathLike) -> list[Path]:
     """Delete temporary files that an earlier, killed writer of ``target`` left beside it.
 
     :func:`atomic_path` names its temporary ``.{stem}.{host}-{pid}.{random}.tmp{suffix}``; one whose
@@ -85,7 +87,7 @@ def request_interrupt() -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
     The temporary name keeps the target's extension (writers such as nibabel pick the format from it),
@@ -130,7 +132,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def write_json(data, path: str | os.PathLike) -> None:
+def write_json(data, path: PathLike) -> None:
     """Write ``data`` as indented JSON (one trailing newline), atomically (see :func:`atomic_path`)."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=1) + "\n")

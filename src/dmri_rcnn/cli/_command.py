@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from dmri_rcnn.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, InputError
+from dmri_rcnn.types import PathLike
 from dmri_rcnn.utils import interrupt_requested, request_interrupt
 
 
@@ -127,10 +128,10 @@ def _same_file(first: Path, second: Path) -> bool:
 
 
 def check_output(
-    path: str | os.PathLike,
+    path: PathLike,
     flag: str,
     suffixes: Sequence[str],
-    inputs: Mapping[str, str | os.PathLike | None] | None = None,
+    inputs: Mapping[str, PathLike | None] | None = None,
     prog: str | None = None,
 ) -> Path:
     """Check an output path before any work is done; return it as a Path.

@@ -6,7 +6,6 @@ from, so the one-line message says which argument to fix.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,6 +15,7 @@ import numpy as np
 from dmri_rcnn.cli._command import check_output, note, run_command
 from dmri_rcnn.core import io
 from dmri_rcnn.errors import InputError
+from dmri_rcnn.types import PathLike
 
 __all__ = ["check_output", "load_bvecs", "load_image", "load_mask", "run_cli", "save_image"]
 
@@ -28,7 +28,7 @@ def _flag(what: str) -> Iterator[None]:
         raise InputError(f"{what}: {error}") from None
 
 
-def load_image(path: str | os.PathLike, what: str) -> tuple[np.ndarray, nib.spatialimages.SpatialImage]:
+def load_image(path: PathLike, what: str) -> tuple[np.ndarray, nib.spatialimages.SpatialImage]:
     """Load a NIfTI image as float32 data plus the nibabel image (for its affine and header)."""
     with _flag(what):
         image = io.load_nifti_image(path)
@@ -37,7 +37,7 @@ def load_image(path: str | os.PathLike, what: str) -> tuple[np.ndarray, nib.spat
 
 
 def load_mask(
-    path: str | os.PathLike, what: str, like: nib.spatialimages.SpatialImage, shape, prog: str
+    path: PathLike, what: str, like: nib.spatialimages.SpatialImage, shape, prog: str
 ) -> np.ndarray:
     """Load a brain mask (value > 0 inside) of spatial ``shape``; warn if its affine differs from ``like``'s."""
     with _flag(what):
@@ -51,12 +51,12 @@ def load_mask(
     return mask
 
 
-def save_image(data: np.ndarray, like: nib.spatialimages.SpatialImage, path: str | os.PathLike) -> None:
+def save_image(data: np.ndarray, like: nib.spatialimages.SpatialImage, path: PathLike) -> None:
     """Write float32 ``data`` with the affine and header of ``like`` to ``path`` atomically."""
     io.save_nifti(np.asarray(data, dtype=np.float32), like.affine, path, header=like.header)
 
 
-def load_bvecs(path: str | os.PathLike, what: str) -> np.ndarray:
+def load_bvecs(path: PathLike, what: str) -> np.ndarray:
     """Read an FSL b-vector file as a ``(3, N)`` float64 array of unit vectors (no b0 columns)."""
     with _flag(what):
         return io.load_bvec(path, dtype=np.float64, allow_b0=False)

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from dmri_rcnn.core.architecture import ARCHITECTURES, model_dim_of_encoder
 from dmri_rcnn.errors import InputError
+from dmri_rcnn.types import PathLike
 from dmri_rcnn.utils import atomic_path
 
 #: Where published records are fetched from; ``$DMRI_RCNN_WEIGHTS_URL`` replaces it (e.g. a mirror).
@@ -123,7 +124,7 @@ def _complete_local_checkpoint(prefix: Path) -> bool:
     return any(found == set(range(total)) for total, found in sets.items())
 
 
-def download_file(url: str, destination: str | os.PathLike, progress: bool = True, timeout: float = 60.0) -> Path:
+def download_file(url: str, destination: PathLike, progress: bool = True, timeout: float = 60.0) -> Path:
     """Download ``url`` to ``destination`` atomically, with a tqdm byte counter.
 
     Raises
@@ -250,7 +251,7 @@ def _checkpoint_index(prefix: Path) -> Path:
     return prefix.with_name(prefix.name + ".index")
 
 
-def _resolve_prefix(path: str | os.PathLike) -> Path:
+def _resolve_prefix(path: PathLike) -> Path:
     """Accept ``.../weights``, ``.../weights.index`` or the folder holding ``weights.index``."""
     path = Path(path).expanduser()
     if path.is_dir() and _checkpoint_index(path / CHECKPOINT_NAME).is_file():
@@ -260,7 +261,7 @@ def _resolve_prefix(path: str | os.PathLike) -> Path:
     return path
 
 
-def load_original_checkpoint(model, prefix: str | os.PathLike) -> int:
+def load_original_checkpoint(model, prefix: PathLike) -> int:
     """Load a checkpoint of the original package (or :func:`save_original_checkpoint`) into ``model``.
 
     Every model variable must be present with the same shape, and every model variable of the checkpoint
@@ -324,7 +325,7 @@ def load_original_checkpoint(model, prefix: str | os.PathLike) -> int:
     return len(values)
 
 
-def save_original_checkpoint(model, prefix: str | os.PathLike) -> str:
+def save_original_checkpoint(model, prefix: PathLike) -> str:
     """Write ``model``'s weights as a TF checkpoint with the original package's variable keys.
 
     The original package (legacy Keras) can load the result with ``model.load_weights(prefix)``. Files are
@@ -373,7 +374,7 @@ def save_original_checkpoint(model, prefix: str | os.PathLike) -> str:
     return str(prefix)
 
 
-def save_model_weights(model, path: str | os.PathLike) -> Path:
+def save_model_weights(model, path: PathLike) -> Path:
     """Save ``model``'s weights to a Keras 3 ``.weights.h5`` file, atomically."""
     path = Path(path)
     if not path.name.endswith(".weights.h5"):
@@ -411,7 +412,7 @@ def _architecture_of(shapes, model_dim: int) -> str:
     return "an unknown model"
 
 
-def load_model_weights(model, weights: str | os.PathLike, model_dim: int | None = None):
+def load_model_weights(model, weights: PathLike, model_dim: int | None = None):
     """Load ``weights`` into ``model``: a ``.weights.h5`` file, or an original TF checkpoint prefix.
 
     Raises

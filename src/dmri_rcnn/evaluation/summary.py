@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pandas as pd
 
 from dmri_rcnn.errors import InputError
+from dmri_rcnn.types import PathLike
 from dmri_rcnn.utils import atomic_path
 
 #: Columns identifying one evaluated prediction.
@@ -85,7 +84,7 @@ def summarise_metrics(rows: pd.DataFrame) -> pd.DataFrame:
     return summary.loc[order].reset_index(drop=True)
 
 
-def write_tsv(table: pd.DataFrame, path: str | os.PathLike) -> None:
+def write_tsv(table: pd.DataFrame, path: PathLike) -> None:
     """Write a table as tab-separated text atomically (no index, full float precision)."""
     with atomic_path(path) as tmp:
         table.to_csv(tmp, sep="\t", index=False)

@@ -6,8 +6,10 @@ import logging
 import os
 import sys
 
+from dmri_rcnn.types import PathLike
 
-def log_to_file(path: str | os.PathLike) -> logging.Logger:
+
+def log_to_file(path: PathLike) -> logging.Logger:
     """Route this process's logging, stdout and stderr (including TensorFlow's C++ messages) to ``path``.
 
     Snakemake shows the log of a failed job (``--show-failed-logs``), so tracebacks end up there too.

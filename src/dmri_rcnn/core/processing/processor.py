@@ -32,6 +32,7 @@ from dmri_rcnn.core.processing.scaling import percentile_scale, shell_scale
 from dmri_rcnn.core.processing.shells import SHELL_TOLERANCE
 from dmri_rcnn.core.processing.tfrecord import _FEATURES, parse_tfrecord_example
 from dmri_rcnn.errors import InputError
+from dmri_rcnn.types import PathLike
 
 __all__ = ["TrainingProcessor"]
 
@@ -123,7 +124,7 @@ class TrainingProcessor:
 
     def load_data(
         self,
-        paths: Sequence[str | os.PathLike] | str | os.PathLike,
+        paths: Sequence[PathLike] | PathLike,
         validation: bool = False,
         batch_size: int = 4,
         bsize: int | None = None,
@@ -175,7 +176,7 @@ class TrainingProcessor:
             dataset = dataset.shuffle(buffer_size, seed=self.seed, reshuffle_each_iteration=True)
         return dataset.batch(int(batch_size)).prefetch(tf.data.AUTOTUNE)
 
-    def check_file(self, path: str | os.PathLike) -> None:
+    def check_file(self, path: PathLike) -> None:
         """Raise InputError if ``path`` is not a readable subject TFRecord with enough directions per shell."""
         path = str(path)
         if not os.path.isfile(path):

@@ -18,7 +18,6 @@ so files written here and by ``dmri-rcnn==0.4.2`` are interchangeable. A protobu
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
@@ -27,6 +26,7 @@ import tensorflow as tf
 
 from dmri_rcnn.core.io import check_bvecs, check_finite, validate_dmri_set
 from dmri_rcnn.errors import InputError
+from dmri_rcnn.types import PathLike
 from dmri_rcnn.utils import atomic_path
 
 __all__ = [
@@ -71,7 +71,7 @@ def _int_feature(value: int) -> tf.train.Feature:
 
 
 def save_tfrecord_data(
-    dmri: np.ndarray, bvecs: np.ndarray, bvals: np.ndarray, mask: np.ndarray, path: str | os.PathLike
+    dmri: np.ndarray, bvecs: np.ndarray, bvals: np.ndarray, mask: np.ndarray, path: PathLike
 ) -> None:
     """Write one subject as a TFRecord file in the original's schema, atomically.
 
@@ -141,7 +141,7 @@ def parse_tfrecord_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
     }
 
 
-def tfrecord_dataset(paths: Sequence[str | os.PathLike], num_parallel_calls=tf.data.AUTOTUNE) -> tf.data.Dataset:
+def tfrecord_dataset(paths: Sequence[PathLike], num_parallel_calls=tf.data.AUTOTUNE) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of decoded subjects (dicts as from :func:`parse_tfrecord_example`), in file order."""
     files = [str(p) for p in paths]
     return tf.data.TFRecordDataset(files).map(
@@ -149,7 +149,7 @@ def tfrecord_dataset(paths: Sequence[str | os.PathLike], num_parallel_calls=tf.d
     )
 
 
-def load_tfrecord_data(path: str | os.PathLike) -> TFRecordSubject:
+def load_tfrecord_data(path: PathLike) -> TFRecordSubject:
     """Read one TFRecord file (written here or by the original package) into NumPy arrays.
 
     Returns
