@@ -1,11 +1,20 @@
 # Config validation and input functions shared by every rules file. No rules here.
 # The study's design (checks, models, methods, seeds, file names) is dmri_rcnn.study.design.
 import os
+import warnings
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from dmri_rcnn.study import design, pretrained
+
+# `snakemake --report` (9.x) evaluates each job's default disk_mb, which reads the input size, inside a
+# running event loop: the size coroutine is dropped, unawaited, with a two-line RuntimeWarning per job.
+warnings.filterwarnings(
+    "ignore",
+    message=r"coroutine 'InputFiles\._predicated_size_files\.<locals>\.sizes' was never awaited",
+    category=RuntimeWarning,
+)
 
 try:
     validate(config, schema="../schemas/config.schema.yaml")
