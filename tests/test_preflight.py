@@ -221,3 +221,77 @@ def test_a_subject_with_a_missing_file_is_left_to_snakemake(study):
     assert result.returncode != 0
     assert f"{TE1}/bvals" in output
     assert not [line for line in output.splitlines() if line.startswith("subject ")]
+
+
+# ----- checks that need the voxels run in the first job that reads them ---------------------------------
+
+
+def test_a_nan_voxel_stops_the_first_job_naming_subject_and_file(study):
+    path = subject_file(study, "te1", "data.nii.gz")
+    rewrite_image(path, lambda d, a: (np.where(np.arange(d.size).reshape(d.shape) == d.size // 2, np.nan, d).astype(np.float32), a))
+    before = tree_digest(study / "data")
+    result = run_snakemake(study, "--cores", "1", "results/preprocessed/te1/crop_box.json", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    lines = [line for line in output.splitlines() if "subject te1:" in line]
+    assert len(lines) == 1, output[-3000:]
+    assert f"subject te1: {TE1}/data.nii.gz: expected finite values, found 1 NaN/Inf value(s)" in lines[0]
+    assert "Traceback" not in output
+    assert not [p for p in (study / "results").rglob("*") if p.is_file()]
+    assert tree_digest(study / "data") == before
+
+
+# ----- a workflow script's bad input and Ctrl-C: one line in its log -------------------------------------
+
+STEP = """
+import sys
+from types import SimpleNamespace
+from dmri_rcnn.errors import InputError
+from dmri_rcnn.study.logs import start_step
+
+class Wildcards(dict):
+    pass
+
+snakemake = SimpleNamespace(
+    log=[sys.argv[1]], rule="evaluate", wildcards=Wildcards(subject="te1"),
+    input=["results/predictions/te1/b1000_q6/3D.nii.gz", "results/preprocessed/te1/nodif_brain_mask.nii.gz"],
+    config={"subjects": {"source": "local"}, "local": {"path": "data/{subject}/T1w/Diffusion"}},
+)
+start_step(snakemake)
+if sys.argv[2] == "input":
+    raise InputError("mask is empty; metrics need at least one voxel inside it")
+if sys.argv[2] == "copy":
+    raise InputError("results/preprocessed/te1/bvals: no volume within 30 of shell b=1000")
+raise KeyboardInterrupt
+"""
+
+
+@pytest.mark.parametrize(
+    "fault, status, line",
+    [
+        (
+            "input",
+            2,
+            "subject te1: mask is empty; metrics need at least one voxel inside it (rule evaluate, reading "
+            "results/predictions/te1/b1000_q6/3D.nii.gz, results/preprocessed/te1/nodif_brain_mask.nii.gz)",
+        ),
+        (
+            "copy",
+            2,
+            "subject te1: results/preprocessed/te1/bvals: no volume within 30 of shell b=1000 (rule evaluate, "
+            "reading results/predictions/te1/b1000_q6/3D.nii.gz, results/preprocessed/te1/nodif_brain_mask.nii.gz); "
+            "results/preprocessed/te1/bvals is cropped from data/te1/T1w/Diffusion/bvals",
+        ),
+        ("interrupt", 130, "evaluate: interrupted; no output written"),
+    ],
+)
+def test_a_workflow_script_ends_with_one_line_in_its_log(tmp_path, fault, status, line):
+    import subprocess
+    import sys
+
+    log = tmp_path / "step.log"
+    result = subprocess.run([sys.executable, "-c", STEP, str(log), fault], capture_output=True, text=True, timeout=120)
+    assert result.returncode == status, result.stderr
+    text = log.read_text()
+    assert "Traceback" not in text
+    assert len(text.splitlines()) == 1 and text.rstrip().endswith(line), text

@@ -2,10 +2,10 @@
 
 import logging
 
-from dmri_rcnn.study.logs import log_to_file
+from dmri_rcnn.study.logs import start_step
 from dmri_rcnn.study.data import crop_subject
 
-log_to_file(snakemake.log[0])
+start_step(snakemake)
 shape = crop_subject(
     snakemake.input.dmri,
     snakemake.input.bvals,

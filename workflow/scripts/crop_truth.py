@@ -2,10 +2,10 @@
 
 import logging
 
-from dmri_rcnn.study.logs import log_to_file
+from dmri_rcnn.study.logs import start_step
 from dmri_rcnn.study.data import crop_like
 
-log_to_file(snakemake.log[0])
+start_step(snakemake)
 for key in ("tissue", "fibre_dirs", "fibre_fractions"):
     crop_like(snakemake.input[key], snakemake.input.box, snakemake.output[key])
     logging.info("cropped %s", snakemake.input[key])

@@ -2,10 +2,10 @@
 
 import logging
 
-from dmri_rcnn.study.logs import log_to_file
+from dmri_rcnn.study.logs import start_step
 from dmri_rcnn.study.metrics_and_figures import evaluate_method
 
-log_to_file(snakemake.log[0])
+start_step(snakemake)
 row = evaluate_method(
     files=dict(snakemake.input.items()),
     subject=snakemake.wildcards.subject,

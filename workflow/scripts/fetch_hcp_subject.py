@@ -7,9 +7,9 @@ against the others, and an error names the S3 key of the bad object.
 import logging
 
 from dmri_rcnn.sources import copy_checked_hcp_subject
-from dmri_rcnn.study.logs import log_to_file
+from dmri_rcnn.study.logs import start_step
 
-log_to_file(snakemake.log[0])
+start_step(snakemake)
 keys = ("dmri", "bvals", "bvecs", "mask")
 copy_checked_hcp_subject(
     sources={key: snakemake.input[key] for key in keys},

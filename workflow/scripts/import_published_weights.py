@@ -2,10 +2,10 @@
 
 import logging
 
-from dmri_rcnn.study.logs import log_to_file
+from dmri_rcnn.study.logs import start_step
 from dmri_rcnn.study.pretrained import import_published_weights
 
-log_to_file(snakemake.log[0])
+start_step(snakemake)
 model_dim, shell, q_in = snakemake.params.checkpoint
 import_published_weights(model_dim, shell, q_in, out_path=snakemake.output.weights)
 logging.info("published %sD %s q_in=%s -> %s", model_dim, shell, q_in, snakemake.output.weights)

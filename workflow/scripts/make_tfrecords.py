@@ -2,9 +2,9 @@
 
 import logging
 
-from dmri_rcnn.study.logs import log_to_file
+from dmri_rcnn.study.logs import start_step
 from dmri_rcnn.study.data import make_tfrecords
 
-log_to_file(snakemake.log[0])
+start_step(snakemake)
 for path in make_tfrecords(snakemake.input.parts, snakemake.output.records):
     logging.info("wrote %s", path)

@@ -1,10 +1,10 @@
 """Figure: one slice of one target direction, every method and its error (rule plot_example_slices)."""
 
 
-from dmri_rcnn.study.logs import log_to_file
+from dmri_rcnn.study.logs import start_step
 from dmri_rcnn.study.metrics_and_figures import plot_example_slices
 
-log_to_file(snakemake.log[0])
+start_step(snakemake)
 plot_example_slices(
     targets=snakemake.input.targets,
     mask=snakemake.input.mask,

@@ -1,10 +1,10 @@
 """Figure: FA from acquired vs predicted targets for the example subject (rule plot_fa_maps)."""
 
 
-from dmri_rcnn.study.logs import log_to_file
+from dmri_rcnn.study.logs import start_step
 from dmri_rcnn.study.metrics_and_figures import plot_fa_maps
 
-log_to_file(snakemake.log[0])
+start_step(snakemake)
 plot_fa_maps(
     files=dict(snakemake.input.items()),
     predictions=dict(zip(snakemake.params.methods, snakemake.input.predictions)),

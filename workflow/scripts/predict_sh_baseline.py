@@ -2,10 +2,10 @@
 
 import logging
 
-from dmri_rcnn.study.logs import log_to_file
+from dmri_rcnn.study.logs import start_step
 from dmri_rcnn.study.predict_sh import predict_with_sh
 
-log_to_file(snakemake.log[0])
+start_step(snakemake)
 chosen = predict_with_sh(
     context=snakemake.input.context,
     context_bvecs=snakemake.input.context_bvecs,

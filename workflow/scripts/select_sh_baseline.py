@@ -3,9 +3,9 @@
 import logging
 
 from dmri_rcnn.study.predict_sh import select_sh_on_validation
-from dmri_rcnn.study.logs import log_to_file
+from dmri_rcnn.study.logs import start_step
 
-log_to_file(snakemake.log[0])
+start_step(snakemake)
 files = snakemake.input
 examples = [
     {"context": c, "context_bvecs": cb, "targets": t, "target_bvecs": tb, "mask": m}

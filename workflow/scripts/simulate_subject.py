@@ -3,10 +3,10 @@
 import logging
 from pathlib import Path
 
-from dmri_rcnn.study.logs import log_to_file
+from dmri_rcnn.study.logs import start_step
 from dmri_rcnn.simulation import simulate_subject, write_subject
 
-log_to_file(snakemake.log[0])
+start_step(snakemake)
 settings = snakemake.params.settings
 subject = simulate_subject(
     seed=snakemake.params.seed,

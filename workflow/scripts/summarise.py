@@ -2,9 +2,9 @@
 
 import logging
 
-from dmri_rcnn.study.logs import log_to_file
+from dmri_rcnn.study.logs import start_step
 from dmri_rcnn.study.metrics_and_figures import summarise_metric_tables
 
-log_to_file(snakemake.log[0])
+start_step(snakemake)
 table = summarise_metric_tables(list(snakemake.input), snakemake.output.summary, snakemake.output.result)
 logging.info("\n%s", table.to_string())

@@ -2,11 +2,11 @@
 
 import logging
 
-from dmri_rcnn.study.logs import log_to_file
+from dmri_rcnn.study.logs import start_step
 from dmri_rcnn.study.super_resolve import super_resolve_subject
 from dmri_rcnn.training import configure_threads
 
-log_to_file(snakemake.log[0])
+start_step(snakemake)
 configure_threads(snakemake.threads)
 settings = snakemake.params.settings
 result = super_resolve_subject(

@@ -2,10 +2,10 @@
 
 from pathlib import Path
 
-from dmri_rcnn.study.logs import log_to_file
+from dmri_rcnn.study.logs import start_step
 from dmri_rcnn.training import TrainingConfig, configure_threads, list_tfrecords, train_model
 
-log_to_file(snakemake.log[0])
+start_step(snakemake)
 configure_threads(snakemake.threads)
 train_model(
     TrainingConfig.from_dict(snakemake.params.training),

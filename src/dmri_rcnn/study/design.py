@@ -24,19 +24,13 @@ from collections.abc import Iterable
 from dmri_rcnn.core.processing.scaling import SHELL_SCALE
 from dmri_rcnn.core.weights import PUBLISHED_Q_IN
 from dmri_rcnn.errors import ConfigError  # noqa: F401  (common.smk catches design.ConfigError)
+from dmri_rcnn.study.layout import SUBJECT_FILE_NAMES, subject_files, subject_folder  # noqa: F401
 
 #: Shells with per-shell scale constants and published weights (s/mm²).
 KNOWN_SHELLS: tuple[int, ...] = tuple(SHELL_SCALE)
 #: Context sizes of the paper (and of the published weights).
 KNOWN_Q_IN: tuple[int, ...] = PUBLISHED_Q_IN
 
-#: HCP names of a subject's files in its ``T1w/Diffusion`` folder, keyed as the rules' inputs.
-SUBJECT_FILE_NAMES = {
-    "dmri": "data.nii.gz",
-    "bvals": "bvals",
-    "bvecs": "bvecs",
-    "mask": "nodif_brain_mask.nii.gz",
-}
 #: Ground-truth maps a synthetic subject has beside its HCP files.
 TRUTH_FILE_NAMES = {
     "tissue": "tissue.nii.gz",
@@ -342,30 +336,6 @@ def test_slab(cfg: dict, subject: str) -> list[int] | None:
     if slab is None or subject not in cfg["subjects"]["test"]:
         return None
     return [int(slab[0]), int(slab[1])]
-
-
-def subject_folder(cfg: dict, subject: str) -> str:
-    """Folder holding a subject's data.nii.gz, bvals, bvecs and nodif_brain_mask.nii.gz."""
-    source = cfg["subjects"]["source"]
-    if source == "synthetic":
-        return f"resources/synthetic/{subject}/T1w/Diffusion"
-    if source == "hcp_s3":
-        return f"resources/hcp/{subject}/T1w/Diffusion"
-    return cfg["local"]["path"].format(subject=subject)
-
-
-def subject_files(cfg: dict, subject: str) -> dict[str, str]:
-    """A subject's raw files keyed dmri/bvals/bvecs/mask.
-
-    For ``source: local`` a key's own ``{subject}`` pattern under ``local.files`` wins over
-    ``local.path``/<HCP name>.
-    """
-    patterns = (cfg.get("local") or {}).get("files") or {} if cfg["subjects"]["source"] == "local" else {}
-    folder = subject_folder(cfg, subject)
-    return {
-        key: patterns[key].format(subject=subject) if patterns.get(key) else f"{folder}/{name}"
-        for key, name in SUBJECT_FILE_NAMES.items()
-    }
 
 
 def hcp_s3_url(cfg: dict, file_name: str) -> str:
