@@ -89,6 +89,21 @@ def eight_directions_at_b1000(root: Path, subject: str) -> None:
     keep_volumes(root, subject, keep)
 
 
+def super_resolve_sr1_with_4_directions(root: Path) -> None:
+    shutil.copytree(root / FOLDER.format(subject="te1"), root / FOLDER.format(subject="sr1"))
+
+    def keep(bvals):
+        at_b1000 = np.flatnonzero(np.abs(bvals - 1000) <= 30)
+        selected = np.abs(bvals - 1000) > 30
+        selected[at_b1000[:4]] = True
+        return selected
+
+    keep_volumes(root, "sr1", keep)
+    config = local_config()
+    config["super_resolve"] = {"subjects": ["sr1"], "model": "3D_b1000_q6"}
+    write_config(root, config)
+
+
 def ask_q_in_10(root: Path) -> None:
     config = local_config()
     config["evaluation"] = [{"shell": 1000, "q_in": [10]}]
@@ -153,6 +168,11 @@ BAD_SUBJECTS = {
         lambda root: eight_directions_at_b1000(root, "tr1"),
         f"subject tr1: {TR1}/bvals has 8 directions at b = 1000 (±30); a training subject needs at least 16",
         "",
+    ),
+    "super-resolved subject with too few directions": (
+        super_resolve_sr1_with_4_directions,
+        "subject sr1: data/sr1/T1w/Diffusion/bvals has 4 directions at b = 1000 (±30); a super-resolved subject needs at least 6",
+        "3D_b1000_q6 reads q_in 6 context directions",
     ),
     "test subject without a b0": (
         lambda root: keep_volumes(root, "te1", lambda b: b > 50),

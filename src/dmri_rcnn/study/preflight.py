@@ -12,7 +12,9 @@ What each subject must have, by the role the config gives it:
 - a *test* subject (and a *validation* subject, whose context is split the same way for the SH
   baseline's choice): each evaluated shell with at least ``q_in + 1`` directions, and a b0 volume;
 - a *training* or *validation* subject of a study that trains: each shell of each model with at least
-  ``q_in + q_out`` directions (one training example draws that many).
+  ``q_in + q_out`` directions (one training example draws that many);
+- a subject of ``super_resolve.subjects``: the super-resolved shell with at least the model's q_in
+  directions.
 
 Each problem is one line naming the subject, the file, what was found and what was expected, e.g.
 ``subject te1: data/te1/T1w/Diffusion/bvals has 91 values but data.nii.gz has 92 volumes``.
@@ -35,7 +37,7 @@ from dmri_rcnn.study import design
 PathLike = str | os.PathLike
 
 #: How a subject of each group is named in messages.
-ROLE_NAMES = {"train": "training", "validation": "validation", "test": "test"}
+ROLE_NAMES = {"train": "training", "validation": "validation", "test": "test", "super_resolve": "super-resolved"}
 
 
 def _beside(path: PathLike, reference: PathLike) -> str:
@@ -63,9 +65,12 @@ def _shells_found(bvals: np.ndarray) -> str:
     return ", ".join((["b0"] if np.any(bvals < io.B0_THRESHOLD) else []) + [f"{b:g}" for b in shells])
 
 
-def subject_roles(cfg: dict) -> dict[str, str]:
-    """subject -> ``train``, ``validation`` or ``test``, the subjects of the study in config order."""
-    return {subject: group for group in design.SUBJECT_GROUPS for subject in cfg["subjects"][group]}
+def subject_roles(cfg: dict) -> list[tuple[str, str]]:
+    """(subject, ``train``/``validation``/``test``/``super_resolve``) for every subject the config names."""
+    pairs = [(subject, group) for group in design.SUBJECT_GROUPS for subject in cfg["subjects"][group]]
+    section = cfg.get("super_resolve") or {}
+    pairs += [(subject, "super_resolve") for subject in section.get("subjects") or []]
+    return pairs
 
 
 def shell_requirements(cfg: dict, role: str) -> dict[int, tuple[int, str]]:
@@ -74,9 +79,16 @@ def shell_requirements(cfg: dict, role: str) -> dict[int, tuple[int, str]]:
     Parameters
     ----------
     cfg : the workflow's config (schema defaults filled in).
-    role : ``train``, ``validation`` or ``test``.
+    role : ``train``, ``validation``, ``test`` or ``super_resolve``.
     """
     needs: dict[int, tuple[int, str]] = {}
+    if role == "super_resolve":
+        from dmri_rcnn.study.pretrained import parse_model_name
+        from dmri_rcnn.study.super_resolve_config import super_resolve_shell
+
+        section = cfg["super_resolve"]
+        spec = parse_model_name(section["model"])
+        return {super_resolve_shell(section, spec): (spec["q_in"], f"{section['model']} reads q_in {spec['q_in']} context directions")}
 
     def need(shell: int, count: int, why: str) -> None:
         if shell not in needs or count > needs[shell][0]:
@@ -174,12 +186,14 @@ def check_local_subjects(cfg: dict) -> tuple[list[str], list[str]]:
     if cfg["subjects"]["source"] != "local":
         return [], []
     errors, found_warnings = [], []
-    for subject, role in subject_roles(cfg).items():
+    for subject, role in subject_roles(cfg):
         files = design.subject_files(cfg, subject)
         if not all(Path(path).is_file() for path in files.values()):
             continue
+        if any(line.startswith(f"subject {subject}:") for line in errors):
+            continue  # one line per subject
         try:
             found_warnings += check_subject(cfg, subject, role)
         except InputError as error:
             errors.append(str(error))
-    return errors, found_warnings
+    return errors, list(dict.fromkeys(found_warnings))
