@@ -89,7 +89,9 @@ def check_local_subjects():
         raise WorkflowError("\n".join(errors))
 
 
-check_local_subjects()
+# Checked once, by the Snakemake that plans the jobs (not again in each job a cluster node runs).
+if not (workflow.remote_exec or workflow.subprocess_exec):
+    check_local_subjects()
 
 
 def container_image(kind):
