@@ -324,7 +324,10 @@ def main(argv=None, ceilings: dict | None = None):
     parser.add_argument("--full", action="store_true", help="also the HCP-size 145×174×145 memory case (ours, once)")
     parser.add_argument("--no-ceiling", action="store_true", help="do not measure the matmul ceiling")
     parser.add_argument("--work", default=None, help="folder for inputs, checkpoints and outputs (default: temporary)")
+    common.add_imitation_argument(parser)
     args = parser.parse_args(argv)
+    if args.imitate_avx2:
+        common.imitate_avx2()
     common.print_machine_facts()
     with_original = not args.no_original and common.require_original() is not None
     if ceilings is None and not args.no_ceiling:

@@ -79,7 +79,10 @@ def main(argv=None):
     parser.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"])
     parser.add_argument("--jit", nargs="+", choices=["false", "true"], default=["false", "true"])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    common.add_imitation_argument(parser)
     args = parser.parse_args(argv)
+    if args.imitate_avx2:
+        common.imitate_avx2()
     common.print_machine_facts()
     table = common.Table(
         "training_config",

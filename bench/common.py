@@ -74,6 +74,30 @@ def package_version(*names: str) -> str:
     return "not installed"
 
 
+#: Set by :func:`imitate_avx2` (the benchmarks' ``--imitate-avx2``).
+IMITATING_AVX2 = False
+
+
+def add_imitation_argument(parser) -> None:
+    parser.add_argument("--imitate-avx2", action="store_true",
+                        help="run every case as on a CPU with AVX2 + FMA and no AVX-512 (bench/README.md says how "
+                        "close this comes)")
+
+
+def imitate_avx2() -> None:
+    """Run the children as on a CPU with AVX2 and FMA but no AVX-512, each package with its own defaults there.
+
+    oneDNN is limited to AVX2 (``ONEDNN_MAX_CPU_ISA``) in every child. On such a CPU TensorFlow leaves its
+    oneDNN kernels off by default, so the original package's children get ``TF_ENABLE_ONEDNN_OPTS=0``;
+    ours switches them on itself (:func:`dmri_rcnn.core.precision.enable_onednn_by_default`) unless
+    ``TF_ENABLE_ONEDNN_OPTS`` is set (``=0`` measures ours on TensorFlow's default Eigen kernels). bf16 is
+    not imitated: TensorFlow would still see this CPU's bf16 units.
+    """
+    global IMITATING_AVX2
+    IMITATING_AVX2 = True
+    os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
+
+
 def machine_facts() -> dict[str, str]:
     """What a reader needs to compare numbers across machines (read without importing TensorFlow)."""
     flags = cpu_flags()
@@ -87,7 +111,7 @@ def machine_facts() -> dict[str, str]:
     return {
         "cpu": cpu_model(),
         "cores": str(usable_cores()),
-        "simd": " ".join(simd) or "none reported",
+        "simd": (" ".join(simd) or "none reported") + (" (imitating AVX2 only)" if IMITATING_AVX2 else ""),
         "memory": memory,
         "python": platform.python_version(),
         "tensorflow": package_version("tensorflow", "tensorflow-cpu"),
@@ -237,7 +261,10 @@ def original_python() -> Path | None:
 
 def original_env() -> dict[str, str]:
     """Environment for the original package: legacy Keras, and none of this checkout on the path."""
-    return {"TF_USE_LEGACY_KERAS": "1", "PYTHONPATH": ""}
+    env = {"TF_USE_LEGACY_KERAS": "1", "PYTHONPATH": ""}
+    if IMITATING_AVX2:
+        env["TF_ENABLE_ONEDNN_OPTS"] = "0"  # TensorFlow's own choice on a CPU without AVX-512
+    return env
 
 
 def require_original() -> Path | None:

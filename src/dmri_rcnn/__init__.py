@@ -4,7 +4,7 @@ Re-implementation on TensorFlow 2 / Keras 3 of Lyon, Armitage & Álvarez (MIDL 2
 original's published TensorFlow checkpoints, plus the tools to reproduce the study.
 """
 
-from dmri_rcnn.core.precision import enable_onednn_by_default
+from dmri_rcnn.tensorflow_env import enable_onednn_by_default
 
 __version__ = "0.1.0"
 

@@ -26,6 +26,8 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
+from dmri_rcnn.tensorflow_env import ONEDNN_VARIABLE, onednn_enabled
+
 log = logging.getLogger(__name__)
 
 #: Precisions a model can compute in, and the Keras dtype policy each builds the layers under.
@@ -35,27 +37,6 @@ PRECISIONS = tuple(KERAS_POLICIES)
 PRECISION_REQUESTS = (*PRECISIONS, "auto")
 #: CPU flags (Linux ``/proc/cpuinfo``) of native bfloat16 arithmetic.
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-#: Environment variable that switches TensorFlow's oneDNN CPU kernels on (1) or off (0).
-ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
-
-
-def enable_onednn_by_default() -> None:
-    """Ask TensorFlow for its oneDNN CPU kernels on x86-64, unless the user set ``TF_ENABLE_ONEDNN_OPTS``.
-
-    TensorFlow switches them on by itself only on CPUs with AVX-512 VNNI/BF16 or AMX; on the others it runs
-    convolutions through Eigen as many small matrix products, 1.6-2.5x slower for these models' training
-    steps (``bench/bench_training_config.py``) with the same results up to float rounding. Must run before
-    TensorFlow is imported (the package's ``__init__`` calls it); an explicit setting always wins.
-    """
-    if platform.machine().lower() in ("x86_64", "amd64"):
-        os.environ.setdefault(ONEDNN_VARIABLE, "1")
-
-
-def onednn_enabled() -> bool:
-    """Whether TensorFlow's oneDNN CPU kernels are asked for (``TF_ENABLE_ONEDNN_OPTS`` not 0/false)."""
-    return os.environ.get(ONEDNN_VARIABLE, "1").strip().lower() not in ("0", "false", "off", "no")
-
-
 def cpu_flags(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> set[str]:
     """The CPU's feature flags as Linux lists them (empty where ``/proc/cpuinfo`` does not exist)."""
     try:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from dmri_rcnn.core.model.autoencoder import get_autoencoder
 from dmri_rcnn.core.model_spec import ModelSpec, read_model_spec, sidecar_path, write_model_spec
+from dmri_rcnn.core.precision import choose_precision
 from dmri_rcnn.errors import InputError
+
+log = logging.getLogger(__name__)
 
 
 def build_model_from_spec(spec: ModelSpec, precision: str | None = None):
@@ -31,7 +35,8 @@ def load_trained_model(weights: str | os.PathLike, spec: ModelSpec | None = None
         :func:`save_trained_model`), or an original-format checkpoint prefix; the description is read from
         the sidecar beside it (:func:`dmri_rcnn.core.model_spec.sidecar_path`) unless ``spec`` is given.
     spec : the description, if it is known otherwise (e.g. :func:`dmri_rcnn.core.model_spec.published_model_spec`).
-    precision : ``"fp32"``, ``"bf16"`` or ``"fp16"``; default: the spec's.
+    precision : ``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"auto"``; default: the spec's. The log says which
+        precision the model computes in, why, and on which devices.
 
     Returns
     -------
@@ -55,7 +60,11 @@ def load_trained_model(weights: str | os.PathLike, spec: ModelSpec | None = None
                 "unknown; weights trained by this package carry one (or build the model yourself and use "
                 "load_model_weights)"
             )
-    model = build_model_from_spec(spec, precision)
+    choice = choose_precision(precision or spec.precision)
+    why = choice.reason if precision else f"as trained, from {described_by}"
+    log.info("%s: %s, computing in %s (%s); devices: %s", weights, spec.describe(), choice.precision, why,
+             choice.devices)
+    model = build_model_from_spec(spec, choice.precision)
     try:
         load_model_weights(model, weights, model_dim=spec.model_dim)
     except InputError as err:
