@@ -132,7 +132,7 @@ BAD_SUBJECTS = {
     "mask of another shape": (
         lambda root: rewrite_image(subject_file(root, "te1", "nodif_brain_mask.nii.gz"), lambda d, a: (d[:, :, :3], a)),
         f"subject te1: {TE1}/nodif_brain_mask.nii.gz has shape (6, 6, 3)",
-        "expected the spatial shape (6, 6, 4) of data.nii.gz",
+        "expected a 3D mask of the spatial shape (6, 6, 4) of data.nii.gz",
     ),
     "empty mask, training subject": (
         lambda root: rewrite_image(subject_file(root, "tr1", "nodif_brain_mask.nii.gz"), lambda d, a: (0 * d, a)),

@@ -157,9 +157,9 @@ def _check_files(cfg, role, dmri, bvals, bvecs, mask, subject) -> list[str]:
 
     mask_image = io.load_nifti_image(mask)
     mask_shape = tuple(int(s) for s in mask_image.shape)
-    if mask_shape[:3] != shape[:3] or any(s != 1 for s in mask_shape[3:]) or len(mask_shape) < 3:
+    if mask_shape != shape[:3]:
         raise InputError(
-            f"{mask} has shape {mask_shape}; expected the spatial shape {shape[:3]} of {_beside(dmri, mask)}"
+            f"{mask} has shape {mask_shape}; expected a 3D mask of the spatial shape {shape[:3]} of {_beside(dmri, mask)}"
         )
     voxels = np.asanyarray(mask_image.dataobj)
     if np.issubdtype(voxels.dtype, np.floating) and not np.all(np.isfinite(voxels)):
