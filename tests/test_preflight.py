@@ -315,3 +315,21 @@ def test_a_workflow_script_ends_with_one_line_in_its_log(tmp_path, fault, status
     text = log.read_text()
     assert "Traceback" not in text
     assert len(text.splitlines()) == 1 and text.rstrip().endswith(line), text
+
+
+# ----- what each role needs, as a function of the config (no snakemake) ----------------------------------
+
+
+def test_shell_requirements_follow_the_roles():
+    from dmri_rcnn.study.preflight import shell_requirements
+
+    config = local_config()
+    config["evaluation"] = [{"shell": 1000, "q_in": [6, 10]}]
+    config["models"]["combined"] = {"enabled": True, "dims": [3], "shells": [1000, 2000], "q_in": [10], "norm": False}
+    counts = {role: {shell: need[0] for shell, need in shell_requirements(config, role).items()} for role in ("train", "validation", "test")}
+    assert counts["test"] == {1000: 11}
+    assert counts["train"] == {1000: 20, 2000: 20}
+    assert counts["validation"] == {1000: 20, 2000: 20}
+    config["training"]["epochs"] = 0
+    assert shell_requirements(config, "train") == {}
+    assert {shell: need[0] for shell, need in shell_requirements(config, "validation").items()} == {1000: 11}
