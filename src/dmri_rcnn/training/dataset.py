@@ -1,8 +1,11 @@
 """The training and validation datasets of one training run, from TFRecord files.
 
 Both use the original's pipeline (:class:`dmri_rcnn.core.processing.TrainingProcessor`: shell filter,
-direction subsets, per-shell scaling, 10³ patches). The training data are shuffled and, with
-``steps_per_epoch``, repeated; the validation data are the same batches every epoch.
+direction subsets, per-shell scaling, 10³ patches). The training data are read from
+:data:`INTERLEAVED_FILES` files at a time, one example from each in turn, in a file order shuffled from
+the seed every epoch (a subject's parts are thousands of examples, so files read one after the other
+would leave a few subjects in each shuffle buffer); then shuffled and, with ``steps_per_epoch``,
+repeated. The validation data are the same batches every epoch.
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ from collections.abc import Sequence
 from dmri_rcnn.training.config import TrainingConfig
 
 PathLike = str | os.PathLike
+
+#: Training files read at once (each holds one part of a subject, a few hundred MB in memory at HCP size).
+INTERLEAVED_FILES = 8
 
 
 def data_seed(config: TrainingConfig, resumed_from: int) -> int:
@@ -51,7 +57,8 @@ def build_datasets(
     processor = TrainingProcessor(shells, config.q_in, seed=data_seed(config, resumed_from), **options)
     validation_processor = TrainingProcessor(shells, config.q_in, seed=config.seed, **options)
     train_data = processor.load_data(
-        list(map(str, train_records)), batch_size=config.batch_size, buffer_size=config.shuffle_buffer
+        list(map(str, train_records)), batch_size=config.batch_size, buffer_size=config.shuffle_buffer,
+        interleave=INTERLEAVED_FILES,
     )
     validation_data = validation_processor.load_data(
         list(map(str, validation_records)), validation=True, batch_size=config.batch_size

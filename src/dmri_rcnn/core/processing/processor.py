@@ -12,7 +12,10 @@ Per subject (one TFRecord file) and per requested shell, the pipeline
    mask;
 5. emits one example per (patch, set), patch-major, shells concatenated in the order given.
 
-Examples are then shuffled (training only; buffer 10 000), batched and prefetched. All steps are
+For training, ``interleave=N`` reads N files at once, one example from each in turn, in a file order
+shuffled on every pass, so that the shuffle buffer mixes subjects even when each file holds
+thousands of examples. Examples are then shuffled (training only; buffer 10 000), batched and
+prefetched. All steps are
 tensor operations inside ``tf.data`` maps except the direction sampler (a small NumPy routine over
 the q directions, run once per subject and shell).
 """
@@ -131,6 +134,7 @@ class TrainingProcessor:
         buffer_size: int = 10000,
         run_par: bool = True,
         check_files: bool = True,
+        interleave: int | None = None,
     ) -> tf.data.Dataset:
         """Build the dataset for ``model.fit``.
 
@@ -144,6 +148,9 @@ class TrainingProcessor:
         check_files : read every file once up front so that a missing or unreadable file, a shell
             with fewer than ``q_in + q_out`` directions, or a diffusion direction that is not a unit
             vector (see :func:`dmri_rcnn.core.io.check_bvecs`) raises an InputError now rather than mid-fit.
+        interleave : training only: read this many files at once, one example from each in turn, in a
+            file order shuffled from the seed on every pass over the data (so each batch mixes subjects).
+            None (the original): the files one after the other, in the order given.
 
         Returns
         -------
@@ -162,16 +169,19 @@ class TrainingProcessor:
             for path in files:
                 self.check_file(path)
         parallel = tf.data.AUTOTUNE if run_par else None
-        records = tf.data.TFRecordDataset(files).map(parse_tfrecord_example, num_parallel_calls=parallel)
         # One random integer per subject and pass: new direction sets every epoch, reproducible from
         # the seed because the draw travels with its subject whatever the parallelism.
         subject_seeds = tf.data.Dataset.random(seed=self.seed, rerandomize_each_iteration=True)
-        dataset = tf.data.Dataset.zip((records, subject_seeds)).map(
-            lambda record, subject_seed: self.subject_examples(record, subject_seed, validation),
-            num_parallel_calls=parallel,
-            deterministic=True,
-        )
-        dataset = dataset.unbatch()
+        if interleave and not validation:
+            dataset = self._interleaved_examples(files, subject_seeds, int(interleave), parallel)
+        else:
+            records = tf.data.TFRecordDataset(files).map(parse_tfrecord_example, num_parallel_calls=parallel)
+            dataset = tf.data.Dataset.zip((records, subject_seeds)).map(
+                lambda record, subject_seed: self.subject_examples(record, subject_seed, validation),
+                num_parallel_calls=parallel,
+                deterministic=True,
+            )
+            dataset = dataset.unbatch()
         if not validation:
             dataset = dataset.shuffle(buffer_size, seed=self.seed, reshuffle_each_iteration=True)
         return dataset.batch(int(batch_size)).prefetch(tf.data.AUTOTUNE)
@@ -263,6 +273,28 @@ class TrainingProcessor:
         return (context, bvec_in, bvec_out), target
 
     # ------------------------------------------------------------------------------ internals
+
+    def _interleaved_examples(self, files: list[str], subject_seeds: tf.data.Dataset, cycle_length: int,
+                              parallel) -> tf.data.Dataset:
+        """Examples of ``cycle_length`` files at a time, one from each in turn; file order reshuffled each pass."""
+        order = tf.data.Dataset.from_tensor_slices(files).shuffle(
+            len(files), seed=self.seed, reshuffle_each_iteration=True
+        )
+
+        def file_examples(path, file_seed):
+            records = tf.data.TFRecordDataset(path).map(parse_tfrecord_example).enumerate()
+            # a file holding several records gives each its own direction sets
+            return records.map(
+                lambda index, record: self.subject_examples(record, tf.bitwise.bitwise_xor(file_seed, index))
+            ).unbatch()
+
+        return tf.data.Dataset.zip((order, subject_seeds)).interleave(
+            file_examples,
+            cycle_length=min(cycle_length, len(files)),
+            block_length=1,
+            num_parallel_calls=parallel,
+            deterministic=True,
+        )
 
     def _direction_sets(self, shell_bvecs: np.ndarray, subject_seed: np.int64, position: np.int64) -> np.ndarray:
         """(S, q_in + q_out) int64 farthest-point sets over the shell's directions (NumPy, per subject)."""
