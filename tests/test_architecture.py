@@ -108,3 +108,21 @@ def test_stored_array_count_is_that_of_the_built_model(dim, width):
     from dmri_rcnn.core.model import get_autoencoder
 
     assert ARCHITECTURES[dim].stored_array_count() == len(get_autoencoder(dim, width=width).weights)
+
+
+@pytest.mark.parametrize("dim, width, min_filters", [(1, 0.05, 2), (3, 0.125, 16)])
+def test_layer_filters_are_those_of_the_built_model(dim, width, min_filters):
+    from dmri_rcnn.core.model import get_autoencoder
+
+    model = get_autoencoder(dim, width=width, min_filters=min_filters)
+    built = []
+    for part in ("encoder", "decoder"):
+        for layer in model.get_layer(part).layers:
+            if layer.name.endswith("_conv"):
+                built.append((layer.name.removesuffix("_conv"), layer.filters))
+            elif layer.name == "conv_lstm":
+                built.append(("conv_lstm", layer.filters))
+    expected = ARCHITECTURES[dim].layer_filters(width, min_filters)
+    assert len(built) == len(expected) and dict(built) == dict(expected)
+    # at full width no block has fewer than 16 filters: min_filters 1 and 16 build the same layers
+    assert ARCHITECTURES[dim].layer_filters(1.0, 1) == ARCHITECTURES[dim].layer_filters(1.0, 16)

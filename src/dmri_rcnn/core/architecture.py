@@ -22,6 +22,11 @@ LSTM_UNITS = 48
 Block = tuple[str, int, int]
 
 
+def scaled_filters(filters: int, width: float, min_filters: int = 1) -> int:
+    """``filters * width`` rounded, but never below ``min_filters`` (nor above ``filters`` for that reason)."""
+    return max(min(filters, int(min_filters)), 1, int(round(filters * width)))
+
+
 @dataclass(frozen=True)
 class Architecture:
     """Layer widths of one model variant. Parallel blocks are concatenated in the order listed."""
@@ -44,6 +49,20 @@ class Architecture:
         """Weight-bearing decoder layers in creation order; the last two have no normalisation."""
         blocks = [*self.decoder_latent, *self.decoder_branch1, *self.decoder_branch2, self.decoder_head]
         return [name for name, _, _ in blocks] + ["dc4"]
+
+    def layer_filters(self, width: float = 1.0, min_filters: int = 1,
+                      lstm_units: int = LSTM_UNITS) -> tuple[tuple[str, int], ...]:
+        """``(block, filters)`` of every weight-bearing block as built at ``width`` (encoder, then decoder).
+
+        Two descriptions build the same network exactly when these agree (with the patch shape): e.g.
+        width 1.0 gives every block at least 16 filters, so ``min_filters`` 1 and 16 build the same layers.
+        """
+        blocks = [self.encoder_init, *self.encoder_branch1, *self.encoder_branch2, *self.encoder_latent]
+        found = [(name, scaled_filters(filters, width, min_filters)) for name, filters, _ in blocks]
+        found.append(("conv_lstm", scaled_filters(lstm_units, width, min_filters)))
+        blocks = [*self.decoder_latent, *self.decoder_branch1, *self.decoder_branch2, self.decoder_head]
+        found += [(name, scaled_filters(filters, width, min_filters)) for name, filters, _ in blocks]
+        return (*found, ("dc4", 1))
 
     def checkpoint_keys(self) -> list[tuple[str, str, str]]:
         """``(sub-model, block, checkpoint key prefix)`` of every weight-bearing block.

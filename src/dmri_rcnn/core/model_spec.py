@@ -12,20 +12,23 @@ This module needs neither TensorFlow nor Keras, so the workflow can read descrip
 from __future__ import annotations
 
 import json
-import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from dmri_rcnn.core.precision import PRECISIONS
+from dmri_rcnn.core.architecture import ARCHITECTURES
+from dmri_rcnn.core.precision import precision_problem
+from dmri_rcnn.core.processing.scaling import SCALINGS
 from dmri_rcnn.errors import InputError
+from dmri_rcnn.types import PathLike
 from dmri_rcnn.utils import write_json
-
-PathLike = str | os.PathLike
 
 #: Version of the sidecar layout; a reader refuses files of a newer layout.
 SPEC_FORMAT = 1
-#: ``scaling`` values: the original's constant per shell, or the 99th percentile in the brain mask.
-SCALINGS = ("shell", "percentile")
+#: A model's name (:attr:`ModelSpec.name`): ``3D_b1000_q6`` (one shell) or ``3D_all_q10`` (several shells).
+MODEL_NAME_PATTERN = r"[13]D_(?:b\d+|all)_q\d+"
+#: The shells of the published combined models, and of an ``all`` name unless told otherwise.
+COMBINED_SHELLS = (1000, 2000, 3000)
 
 
 @dataclass(frozen=True)
@@ -81,8 +84,8 @@ class ModelSpec:
             problems.append(f"patch_shape is {self.patch_shape}; expected 3 sizes")
         if self.scaling not in SCALINGS:
             problems.append(f"scaling is {self.scaling!r}; expected one of {', '.join(SCALINGS)}")
-        if self.precision not in PRECISIONS:
-            problems.append(f"precision is {self.precision!r}; expected one of {', '.join(PRECISIONS)}")
+        problems.append(precision_problem(self.precision))
+        problems = [problem for problem in problems if problem]
         if problems:
             raise InputError("; ".join(problems))
 
@@ -116,13 +119,78 @@ class ModelSpec:
         except (TypeError, ValueError) as err:
             raise InputError(f"{source}: {err}") from None
 
+    @property
+    def name(self) -> str:
+        """``3D_b1000_q6`` for a model of one shell, ``3D_all_q10`` for one of several shells (the study's names)."""
+        shells = f"b{self.shells[0]}" if len(self.shells) == 1 else "all"
+        return f"{self.model_dim}D_{shells}_q{self.q_in}"
+
+    @classmethod
+    def from_name(cls, name: str, **fields) -> "ModelSpec":
+        """The spec a name stands for: dimension, shell(s) and q_in from ``name``, the other fields from
+        ``fields`` (width, min_filters, scaling, ...). An ``all`` name has ``fields["shells"]`` if given,
+        else :data:`COMBINED_SHELLS`.
+
+        Raises
+        ------
+        InputError
+            ``'3D_b1000' is not a model name like 3D_b1000_q6 or 3D_all_q10``.
+        """
+        if not re.fullmatch(MODEL_NAME_PATTERN, str(name)):
+            raise InputError(f"{name!r} is not a model name like 3D_b1000_q6 or 3D_all_q10")
+        dim, shell, q_in = str(name).split("_")
+        shells = tuple(fields.pop("shells", COMBINED_SHELLS))
+        if shell != "all":
+            shells = (int(shell.removeprefix("b")),)
+        return cls(model_dim=int(dim.removesuffix("D")), q_in=int(q_in.removeprefix("q")), shells=shells, **fields)
+
+    def layer_filters(self) -> tuple[tuple[str, int], ...]:
+        """``(block, filters)`` of every weight-bearing block of the network this spec builds."""
+        return ARCHITECTURES[self.model_dim].layer_filters(self.width, self.min_filters, self.lstm_size)
+
+    def differences(self, wanted: "ModelSpec") -> list[str]:
+        """How weights described by this spec fail to be ``wanted``'s model: [] when they fit.
+
+        Compared: the network (dimension, filters of every block, patch shape) and the data it was trained
+        for (q_in, scaling, and that every wanted shell is one it was trained on); not the settings that
+        build it (width 1.0 with min_filters 1 or 16 builds the same layers) nor the precision (the weights
+        are float32 either way). Each difference reads ``q_in 10 (found 6)``.
+        """
+        found = []
+        if self.model_dim != wanted.model_dim:
+            found.append(f"a {wanted.model_dim}D model (found {self.model_dim}D)")
+        else:
+            layers = [(w, f) for w, f in zip(wanted.layer_filters(), self.layer_filters()) if w != f]
+            if layers:
+                (block, filters), (_, other) = layers[0]
+                found.append(
+                    f"width {wanted.width:g}, min_filters {wanted.min_filters}: {block} with {filters} filters "
+                    f"(found {other}; {len(layers)} of {len(self.layer_filters())} blocks differ)"
+                )
+        if self.patch_shape != wanted.patch_shape:
+            found.append(f"{_shape(wanted.patch_shape)} patches (found {_shape(self.patch_shape)})")
+        if self.q_in != wanted.q_in:
+            found.append(f"q_in {wanted.q_in} (found {self.q_in})")
+        if not set(wanted.shells) <= set(self.shells):
+            found.append(f"b={_shells(wanted.shells)} (found b={_shells(self.shells)})")
+        if self.scaling != wanted.scaling:
+            found.append(f"{wanted.scaling} scaling (found {self.scaling})")
+        return found
+
     def describe(self) -> str:
         """One line for messages: ``3D model, width 0.25, min_filters 8, q_in 6, b=1000``."""
-        shells = "/".join(str(s) for s in self.shells)
         return (
             f"{self.model_dim}D model, width {self.width:g}, min_filters {self.min_filters}, q_in {self.q_in}, "
-            f"b={shells}, {self.scaling} scaling, trained in {self.precision}"
+            f"b={_shells(self.shells)}, {self.scaling} scaling, trained in {self.precision}"
         )
+
+
+def _shells(shells) -> str:
+    return "/".join(str(s) for s in shells)
+
+
+def _shape(shape) -> str:
+    return "x".join(str(s) for s in shape)
 
 
 def sidecar_path(weights: PathLike) -> Path:
@@ -160,8 +228,46 @@ def read_model_spec(weights: PathLike) -> ModelSpec | None:
     return ModelSpec.from_dict(data, source=str(path))
 
 
-#: The shells of the published combined models.
-COMBINED_SHELLS = (1000, 2000, 3000)
+def check_weights(weights: PathLike, wanted: ModelSpec, needed_by: str, label: str = "",
+                  required: bool = True) -> ModelSpec | None:
+    """The description of ``weights``, checked to build ``wanted``'s network (:meth:`ModelSpec.differences`).
+
+    The one check of whether a weights file fits a model, for the study's config, a fine-tuning's start,
+    the workflow's inference and the command.
+
+    Parameters
+    ----------
+    weights : a ``.weights.h5`` file (its description is the sidecar beside it, :func:`sidecar_path`).
+    wanted : the model it must be.
+    needed_by : who needs it, for the message: ``the study's model 3D_b1000_q6``, ``the command``.
+    label : what the file is, before its path: ``--weights``, ``initial weights``.
+    required : without a description, None instead of an error (the caller then decides how to build).
+
+    Raises
+    ------
+    InputError
+        One line naming the file, its description and what ``needed_by`` needs that it lacks, e.g.
+        ``x.weights.h5: described in x.weights.json as a 1D model, width 1, ...; the study's model
+        1D_b1000_q10 needs q_in 10 (found 6)``.
+    """
+    where = f"{label} {weights}".strip()
+    found = read_model_spec(weights)
+    if found is None:
+        if not required:
+            return None
+        if not Path(weights).is_file():
+            raise InputError(f"{where}: file not found; {needed_by} needs it")
+        raise InputError(
+            f"{where}: no description {sidecar_path(weights)} beside it, so the model it belongs to is unknown; "
+            f"{needed_by} needs weights trained by this package (or imported by the workflow)"
+        )
+    problems = found.differences(wanted)
+    if problems:
+        raise InputError(
+            f"{where}: described in {sidecar_path(weights)} as a {found.describe()}; {needed_by} needs "
+            + "; ".join(problems)
+        )
+    return found
 
 
 def published_model_spec(model_dim: int, shell: int | str, q_in: int, combined: bool = False,

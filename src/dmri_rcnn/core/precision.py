@@ -37,6 +37,26 @@ PRECISIONS = tuple(KERAS_POLICIES)
 PRECISION_REQUESTS = (*PRECISIONS, "auto")
 #: CPU flags (Linux ``/proc/cpuinfo``) of native bfloat16 arithmetic.
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def precision_problem(precision, allowed: tuple[str, ...] = PRECISIONS) -> str | None:
+    """Why ``precision`` is not one of ``allowed`` (:data:`PRECISIONS`, or :data:`PRECISION_REQUESTS` where
+    ``auto`` may still be resolved), or None: the one check of a precision, whoever is given one."""
+    if precision in allowed:
+        return None
+    return f"precision is {precision!r}; expected one of {', '.join(allowed)}"
+
+
+def check_precision(precision, allowed: tuple[str, ...] = PRECISIONS) -> str:
+    """``precision`` if it is one of ``allowed``, else InputError (:func:`precision_problem`)."""
+    from dmri_rcnn.errors import InputError
+
+    problem = precision_problem(precision, allowed)
+    if problem:
+        raise InputError(problem)
+    return precision
+
+
 def cpu_flags(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> set[str]:
     """The CPU's feature flags as Linux lists them (empty where ``/proc/cpuinfo`` does not exist)."""
     try:
@@ -116,10 +136,7 @@ def choose_precision(requested: str, gpus: list[tuple[str, tuple[int, int] | Non
 
     ``gpus`` and ``flags`` default to what TensorFlow and ``/proc/cpuinfo`` report (given, for tests).
     """
-    from dmri_rcnn.errors import InputError
-
-    if requested not in PRECISION_REQUESTS:
-        raise InputError(f"precision is {requested!r}; expected one of {', '.join(PRECISION_REQUESTS)}")
+    check_precision(requested, PRECISION_REQUESTS)
     gpus = _gpu_capabilities() if gpus is None else gpus
     devices = [f"GPU {name}" + (f" (compute capability {cap[0]}.{cap[1]})" if cap else "") for name, cap in gpus]
     devices = ", ".join(devices) or describe_cpu(flags)

@@ -18,6 +18,7 @@ import numpy as np
 
 from dmri_rcnn.core.io import B0_THRESHOLD
 from dmri_rcnn.core.processing.directions import hcp_like_scheme
+from dmri_rcnn.core.processing.scaling import intensity_scale
 from dmri_rcnn.core.processing.shells import SHELL_TOLERANCE, shell_indices
 from dmri_rcnn.errors import InputError
 from dmri_rcnn.types import PathLike
@@ -105,8 +106,8 @@ def super_resolve(
     shell : b-value (s/mm²) of the context and the targets; volumes within ``tolerance`` of it are the
         context (all of them, in file order).
     target_bvecs : (3, q_out) directions to predict.
-    scale : signal divisor; None = the shell's constant (:func:`dmri_rcnn.core.processing.scaling.shell_scale`);
-        ``"percentile"`` = the 99th percentile of the context inside the mask (the ``all_norm`` model).
+    scale : signal divisor, or the model's scaling (``"shell"``, ``"percentile"``: the divisor is then
+        :func:`dmri_rcnn.core.processing.scaling.intensity_scale` of the context); None = ``"shell"``.
     b0_threshold : volumes with b below it are b0 volumes (kept in the output).
     batch_size, overlap, q_out_chunk, progress : as :func:`dmri_rcnn.core.inference.infer`.
     context_size : the model's q_in. None: every volume of the shell is context. If the shell has more
@@ -147,12 +148,8 @@ def super_resolve(
         context = np.sort(context[chosen])
     is_b0 = bvals < b0_threshold
     keep = np.flatnonzero(is_b0 | np.isin(np.arange(bvals.size), context))
-    if isinstance(scale, str):
-        from dmri_rcnn.core.processing.scaling import percentile_scale
-
-        if scale != "percentile":
-            raise InputError(f"scale is {scale!r}; expected a number, None or 'percentile'")
-        scale = percentile_scale(dmri[..., context], np.asarray(mask) > 0, 99)
+    if scale is None or isinstance(scale, str):
+        scale = intensity_scale(scale or "shell", shell, dmri[..., context], mask)
     predicted = infer(
         dmri[..., context], bvecs[:, context], target_bvecs, mask, model, shell=shell, scale=scale,
         batch_size=batch_size, overlap=overlap, q_out_chunk=q_out_chunk, progress=progress,

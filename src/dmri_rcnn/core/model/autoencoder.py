@@ -19,23 +19,17 @@ import os
 import keras
 from keras import layers
 
-from dmri_rcnn.core.architecture import ARCHITECTURES, LSTM_UNITS, PATCH_SHAPE, Architecture, Block
+from dmri_rcnn.core.architecture import ARCHITECTURES, LSTM_UNITS, PATCH_SHAPE, Architecture, Block, scaled_filters
 from dmri_rcnn.core.model.layers import (
     RepeatLatent,
     SampleWiseConv3D,
     TileBVectors,
     keras2_hard_sigmoid,
 )
-from dmri_rcnn.core.precision import KERAS_POLICIES
-from dmri_rcnn.errors import InputError
+from dmri_rcnn.core.precision import KERAS_POLICIES, check_precision
 
 #: ``precision`` values and the Keras dtype policy each builds the layers under.
 PRECISIONS = KERAS_POLICIES
-
-
-def _scaled(filters: int, width: float, min_filters: int = 1) -> int:
-    """``filters * width`` rounded, but never below ``min_filters`` (nor above ``filters`` for that reason)."""
-    return max(min(filters, int(min_filters)), 1, int(round(filters * width)))
 
 
 def conv_block(
@@ -50,11 +44,11 @@ def conv_block(
         ``{name}_norm``.
     width : multiplier on ``filters``.
     norm : ``"layer"`` (spatial LayerNormalization), ``"batch"`` or ``None``.
-    min_filters : floor of the scaled filter count (see :func:`_scaled`).
+    min_filters : floor of the scaled filter count (see :func:`dmri_rcnn.core.architecture.scaled_filters`).
     """
     name, filters, kernel_size = block
     tensor = SampleWiseConv3D(
-        _scaled(filters, width, min_filters),
+        scaled_filters(filters, width, min_filters),
         kernel_size,
         padding="same",
         kernel_initializer="he_uniform",
@@ -99,7 +93,7 @@ def build_encoder(
     for block in arch.encoder_latent:
         tensor = conv_block(tensor, block, width, "batch", min_filters=min_filters)
     latent = layers.ConvLSTM3D(
-        _scaled(lstm_units, width, min_filters),
+        scaled_filters(lstm_units, width, min_filters),
         1,
         activation="tanh",
         recurrent_activation=keras2_hard_sigmoid,
@@ -122,7 +116,7 @@ def build_decoder(
     Each target direction is decoded from the same latent, independently of the others.
     """
     patch_shape = tuple(patch_shape)
-    state = keras.Input(shape=(*patch_shape, _scaled(lstm_units, width, min_filters)), name="state")
+    state = keras.Input(shape=(*patch_shape, scaled_filters(lstm_units, width, min_filters)), name="state")
     bvec = keras.Input(shape=(q_out, 3), name="bvec")
 
     repeated = RepeatLatent(name="repeat_state")([state, bvec])
@@ -167,8 +161,7 @@ def _build_autoencoder(
         raise ValueError(f"width must be > 0, got {width}")
     if min_filters < 1:
         raise ValueError(f"min_filters must be >= 1, got {min_filters}")
-    if precision not in PRECISIONS:
-        raise InputError(f"precision is {precision!r}; expected one of {', '.join(PRECISIONS)}")
+    check_precision(precision)
     arch = ARCHITECTURES[model_dim]
     patch_shape = tuple(int(s) for s in in_vox_shape)
     # The dtype policy is read when each layer is created: bf16 layers keep float32 variables (so the same

@@ -13,6 +13,11 @@ from dmri_rcnn.errors import InputError
 
 #: Per-shell divisor of the original package (HCP intensities), keyed by b-value in s/mm².
 SHELL_SCALE: dict[int, float] = {1000: 4000.0, 2000: 3000.0, 3000: 2000.0}
+#: How a model's input is scaled (:attr:`dmri_rcnn.core.model_spec.ModelSpec.scaling`): the original's
+#: constant per shell, or the 99th percentile of the context inside the brain mask.
+SCALINGS = ("shell", "percentile")
+#: The percentile of the ``percentile`` scaling.
+SCALING_PERCENTILE = 99.0
 
 
 def shell_scale(shell: int) -> float:
@@ -34,6 +39,24 @@ def percentile_scale(dmri: np.ndarray, mask: np.ndarray, percentile: float = 99.
     if not np.isfinite(value) or value <= 0:
         raise InputError(f"the {percentile:g}th percentile of the signal in the mask is {value}; expected > 0")
     return value
+
+
+def intensity_scale(scaling: str, shell: int, context: np.ndarray, mask: np.ndarray) -> float:
+    """The divisor of a model's input: the one decision of how a context is scaled for a model.
+
+    Parameters
+    ----------
+    scaling : the model's ``scaling`` (:data:`SCALINGS`): ``"shell"`` gives :func:`shell_scale` of ``shell``,
+        ``"percentile"`` the 99th percentile of ``context`` inside ``mask`` (:func:`percentile_scale`).
+    shell : b-value (s/mm²) of the context.
+    context : (i, j, k, q_in) raw signal of the context volumes.
+    mask : (i, j, k) brain mask (> 0 is brain).
+    """
+    if scaling == "shell":
+        return shell_scale(shell)
+    if scaling == "percentile":
+        return percentile_scale(context, np.asarray(mask) > 0, SCALING_PERCENTILE)
+    raise InputError(f"scaling is {scaling!r}; expected one of {', '.join(SCALINGS)}")
 
 
 #: The signal's median inside the mask may differ from the scale divisor by this factor before a warning.
