@@ -167,18 +167,18 @@ def test_bad_arrays_raise_input_error(change, match):
 
 @pytest.mark.parametrize("model_dim", [2, 0])
 def test_study_prediction_refuses_an_unknown_model_dimension(tmp_path, model_dim):
-    # it used to build a 3D model for any dimension other than 1
+    # it used to build a 3D model for any dimension other than 1; the model is now one ModelSpec
+    from dmri_rcnn.core.model_spec import ModelSpec
     from dmri_rcnn.study.predict_rcnn import predict_with_trained_model
 
-    with pytest.raises(ValueError, match="model_dim must be 1 or 3"):
+    with pytest.raises(InputError, match=f"model_dim is {model_dim}; expected 1 or 3"):
         predict_with_trained_model(
             context=tmp_path / "c.nii.gz",
             context_bvecs=tmp_path / "c.bvec",
             target_bvecs=tmp_path / "t.bvec",
             mask=tmp_path / "m.nii.gz",
             weights=tmp_path / "w.weights.h5",
-            model_dim=model_dim,
-            width=0.1,
+            spec=ModelSpec(model_dim=model_dim, q_in=6, shells=(1000,), width=0.1),
             shell=1000,
             out_path=tmp_path / "out.nii.gz",
         )

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from dmri_rcnn.core.model_spec import MODEL_NAME_PATTERN, ModelSpec
 from dmri_rcnn.core.processing.scaling import SHELL_SCALE
 from dmri_rcnn.core.weights import PUBLISHED_WEIGHTS
+from dmri_rcnn.errors import InputError
 from dmri_rcnn.study import design
 from workflow_utils import load_default_config, tiny_config
 
@@ -27,6 +31,11 @@ BAD_CONFIGS = {
         lambda c: c["models"].update(combined={"enabled": True, "dims": [3], "shells": [1000, 4000], "q_in": [10]}),
         "models.combined.shells",
         "4000",
+    ),
+    "combined on one shell": (
+        lambda c: c["models"].update(combined={"enabled": True, "dims": [3], "shells": [1000], "q_in": [10]}),
+        "models.combined.shells",
+        "[1000] names one shell",
     ),
     "combined q_in 8": (
         lambda c: c["models"].update(combined={"enabled": True, "dims": [3], "shells": [1000], "q_in": [8]}),
@@ -162,12 +171,23 @@ def combined_config():
 
 
 def test_model_catalogue_has_one_model_per_dim_and_setting_plus_combined():
-    models = design.model_catalogue(combined_config())
-    assert list(models) == [
+    config = combined_config()
+    models = design.model_catalogue(config)
+    assert [spec.name for spec in models] == design.model_names(config) == [
         "1D_b1000_q6", "3D_b1000_q6", "1D_b1000_q10", "3D_b1000_q10", "1D_b2000_q10", "3D_b2000_q10", "3D_all_q10",
     ]
-    assert models["3D_all_q10"] == {"dim": 3, "shells": [1000, 2000], "q_in": 10}
-    assert models["1D_b2000_q10"] == {"dim": 1, "shells": [2000], "q_in": 10}
+    assert models[-1] == ModelSpec(model_dim=3, shells=(1000, 2000), q_in=10, width=config["models"]["width"],
+                                   min_filters=config["models"]["min_filters"])
+    # the name is the spec's, and the spec is the name's with the config's choices
+    for spec in models:
+        assert design.model_spec(config, spec.name) == spec
+        assert re.fullmatch(MODEL_NAME_PATTERN, spec.name)
+    config["models"]["combined"]["norm"] = True
+    assert design.model_spec(config, "3D_all_q10").scaling == "percentile"
+    assert design.model_spec(config, "3D_b1000_q10").scaling == "shell"
+    assert ModelSpec.from_name("3D_all_q10").shells == (1000, 2000, 3000)
+    with pytest.raises(InputError, match="'3D_b1000' is not a model name like 3D_b1000_q6"):
+        ModelSpec.from_name("3D_b1000")
 
 
 def test_methods_and_the_models_behind_them():
@@ -177,7 +197,7 @@ def test_methods_and_the_models_behind_them():
     assert design.methods_for(config, 1000, 6) == baselines + ["1D", "3D"]
     assert design.model_for_method("3D_combined", 2000, 10) == "3D_all_q10"
     assert design.model_for_method("1D", 1000, 6) == "1D_b1000_q6"
-    models = design.model_catalogue(config)
+    models = design.model_names(config)
     for shell, q_in in design.evaluation_settings(config):
         for method in design.rcnn_methods(config, shell, q_in):
             assert design.model_for_method(method, shell, q_in) in models

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import http.server
 import json
@@ -19,7 +20,7 @@ from dmri_rcnn.core.model_spec import ModelSpec, read_model_spec, sidecar_path, 
 from dmri_rcnn.core.processing.directions import arc_distances, evenly_spread_directions
 from dmri_rcnn.core.super_resolution import hcp_like_directions, super_resolve
 from dmri_rcnn.core.weights import save_model_weights
-from dmri_rcnn.errors import InputError
+from dmri_rcnn.errors import ConfigError, InputError
 from dmri_rcnn.training import TrainingConfig, train_model
 from published_weights import random_published_model, serve_tree
 
@@ -103,7 +104,9 @@ def test_fine_tuning_starts_from_the_checkpoint(records, trained, tmp_path):
     from dmri_rcnn.core.model import save_trained_model
 
     save_trained_model(get_1d_autoencoder(width=0.1), ModelSpec(model_dim=1, q_in=6, shells=(1000,), width=0.1), wrong)
-    with pytest.raises(InputError, match=r"width is 0\.1 in .*wide\.weights\.json, the model to train has 0\.05"):
+    with pytest.raises(InputError, match=r"^initial weights .*wide\.weights\.h5: described in .*wide\.weights\.json as a 1D "
+                       r"model, width 0\.1, .*; the model to train \(1D_b1000_q6\) needs width 0\.05, min_filters 2: "
+                       r"init with 10 filters \(found 20; 10 of 12 blocks differ\)$"):
         train(records, tmp_path / "again", initial_weights=wrong)
 
 
@@ -165,10 +168,10 @@ def test_command_rebuilds_the_trained_model_without_flags(trained, tmp_path, cap
 @pytest.mark.parametrize(
     "change, match",
     [
-        ({"extra": ["-m", "3"]}, "is a 1D model; -m 3 asks for a 3D one"),
-        ({"q_in": 8}, "was trained with q_in 6; the context has 8 directions"),
-        ({"shell": "2000"}, "was trained on b=1000; -s 2000 asks for another shell"),
-        ({"extra": ["-c", "-n"]}, "was trained with shell scaling; -n asks for 99th-percentile scaling"),
+        ({"extra": ["-m", "3"]}, "the command (-m, -s, -n and the context) needs a 3D model (found 1D)"),
+        ({"q_in": 8}, "needs q_in 8 (found 6)"),
+        ({"shell": "2000"}, "needs b=2000 (found b=1000)"),
+        ({"extra": ["-c", "-n"]}, "needs percentile scaling (found shell)"),
     ],
 )
 def test_command_refuses_a_model_trained_for_something_else(trained, tmp_path, capsys, change, match):
@@ -344,27 +347,26 @@ def test_super_resolve_with_named_target_schemes(tmp_path, capsys):
 # ------------------------------------------------------------------------------ the study's weight sources
 
 
-def _study(weights="published", width=1.0, epochs=0, combined_shells=(1000, 2000, 3000)):
+def _study(weights="published", width=1.0, epochs=0, combined_shells=(1000, 2000, 3000), min_filters=1):
+    from dmri_rcnn.study.design import model_spec
     from dmri_rcnn.study.pretrained import check_model_weights
 
-    config = {"models": {"weights": weights, "width": width, "min_filters": 1, "combined": {"norm": False}},
+    config = {"models": {"weights": weights, "width": width, "min_filters": min_filters,
+                         "combined": {"norm": False, "shells": list(combined_shells)}},
               "training": {"epochs": epochs}}
-    models = {"3D_b1000_q6": {"dim": 3, "shells": [1000], "q_in": 6},
-              "3D_all_q10": {"dim": 3, "shells": list(combined_shells), "q_in": 10}}
-    check_model_weights(config, models)
+    check_model_weights(config, [model_spec(config, name) for name in ("3D_b1000_q6", "3D_all_q10")])
 
 
 def test_study_weight_sources_are_checked_before_any_job(tmp_path, monkeypatch):
     from dmri_rcnn.study.design import ConfigError
-    from dmri_rcnn.study.pretrained import parse_model_name, published_key
+    from dmri_rcnn.study.pretrained import published_key
 
-    assert published_key({"dim": 3, "shells": [3000, 1000, 2000], "q_in": 10}) == (3, "all", 10)
-    assert published_key({"dim": 3, "shells": [1000, 2000, 3000], "q_in": 10}, norm=True) == (3, "all_norm", 10)
-    assert published_key({"dim": 1, "shells": [2000], "q_in": 6}) is None
-    assert parse_model_name("3D_all_q10") == {"dim": 3, "shells": [1000, 2000, 3000], "q_in": 10}
-    with pytest.raises(InputError, match="not a model name"):
-        parse_model_name("3D_b1000")
+    assert published_key(ModelSpec(model_dim=3, shells=(3000, 1000, 2000), q_in=10)) == (3, "all", 10)
+    norm = ModelSpec(model_dim=3, shells=(1000, 2000, 3000), q_in=10, scaling="percentile")
+    assert published_key(norm) == (3, "all_norm", 10)
+    assert published_key(ModelSpec(model_dim=1, shells=(2000,), q_in=6)) is None
     _study()
+    _study(min_filters=16)  # at width 1.0 no layer is below 16 filters: the same network
     with pytest.raises(ConfigError, match=r"^invalid config: models.weights: model 3D_all_q10 has no published weights; published: 1D_b1000_q6"):
         _study(combined_shells=(1000, 2000))
     with pytest.raises(ConfigError, match=r"^invalid config: models.width: .* full width \(1.0\); models.width is 0.5"):
@@ -378,18 +380,54 @@ def test_study_weight_sources_are_checked_before_any_job(tmp_path, monkeypatch):
         _study(weights="results/models/{model}/best.weights.h5", epochs=2)
 
 
+def test_weights_fit_a_model_when_they_build_its_network(tmp_path, monkeypatch):
+    """The one check compares the layers two descriptions build, not their settings: the published weights
+    (width 1.0, min_filters 1) are the model of width 1.0 with min_filters 16 (no layer is narrower)."""
+    from dmri_rcnn.core.model_spec import check_weights, published_model_spec
+
+    weights = tmp_path / "1D_b1000_q6.weights.h5"
+    weights.write_bytes(b"only the description is read")
+    write_model_spec(published_model_spec(1, 1000, 6), weights)
+    wanted = ModelSpec(model_dim=1, q_in=6, shells=(1000,), width=1.0, min_filters=16)
+    assert check_weights(weights, wanted, "the study's model 1D_b1000_q6") == published_model_spec(1, 1000, 6)
+    narrow = dataclasses.replace(wanted, width=0.125)
+    with pytest.raises(InputError, match=r"^.*1D_b1000_q6\.weights\.h5: described in .*1D_b1000_q6\.weights\.json as a "
+                       r"1D model, width 1, min_filters 1, q_in 6, b=1000, shell scaling, trained in fp32; the study's "
+                       r"model 1D_b1000_q6 needs width 0\.125, min_filters 16: init with 25 filters \(found 200; "):
+        check_weights(weights, narrow, "the study's model 1D_b1000_q6")
+    assert check_weights(tmp_path / "none.weights.h5", wanted, "x", required=False) is None
+    with pytest.raises(InputError, match="none.weights.h5: file not found; the command needs it"):
+        check_weights(tmp_path / "none.weights.h5", wanted, "the command")
+
+    # the same check runs while the workflow reads its config, for weights given by a path pattern
+    monkeypatch.chdir(tmp_path)
+    pattern = "{model}.weights.h5"
+    config = {"models": {"weights": pattern, "width": 1.0, "min_filters": 16, "combined": {"norm": False}},
+              "training": {"epochs": 0}}
+    from dmri_rcnn.study.pretrained import check_model_weights
+
+    check_model_weights(config, [wanted])
+    with pytest.raises(ConfigError, match=r"^invalid config: models.weights: .*the study's model 1D_b1000_q10 needs "
+                       r"q_in 10 \(found 6\)"):
+        weights.rename(tmp_path / "1D_b1000_q10.weights.h5")
+        write_model_spec(published_model_spec(1, 1000, 6), tmp_path / "1D_b1000_q10.weights.h5")
+        check_model_weights(config, [dataclasses.replace(wanted, q_in=10)])
+
+
 def test_the_all_norm_variant_is_chosen_by_models_combined_norm():
     from dmri_rcnn.errors import ConfigError
     from dmri_rcnn.study.pretrained import check_model_weights, published_checkpoint, pretrained_weights
 
+    from dmri_rcnn.study.design import model_spec
+
     config = {"models": {"weights": "published", "width": 1.0, "combined": {"norm": True}}, "training": {"epochs": 0}}
-    assert published_checkpoint(config, "3D_all_q10") == (3, "all_norm", 10)
-    assert published_checkpoint(config, "3D_b2000_q10") == (3, 2000, 10)
+    assert published_checkpoint(model_spec(config, "3D_all_q10")) == (3, "all_norm", 10)
+    assert published_checkpoint(model_spec(config, "3D_b2000_q10")) == (3, 2000, 10)
     assert pretrained_weights(config, "3D_all_q10") == "resources/published_weights/3D_all_q10.weights.h5"
     config["models"]["weights"] = "scratch"
     config["training"]["epochs"] = 3
     with pytest.raises(ConfigError, match="models.combined.norm: 99th-percentile scaling exists only for the published"):
-        check_model_weights(config, {})
+        check_model_weights(config, [])
 
 
 def test_study_inference_follows_the_described_scaling(tmp_path):
@@ -405,7 +443,8 @@ def test_study_inference_follows_the_described_scaling(tmp_path):
     out = tmp_path / "prediction.nii.gz"
     predicted = predict_with_trained_model(
         context=paths["dmri_in"], context_bvecs=paths["bvec_in"], target_bvecs=paths["bvec_out"], mask=paths["mask"],
-        weights=weights, model_dim=1, width=1.0, shell=2000, out_path=out,
+        weights=weights, spec=ModelSpec(model_dim=1, q_in=6, shells=(2000,), scaling="percentile"), shell=2000,
+        out_path=out,
     )
     dmri = nib.load(paths["dmri_in"]).get_fdata(dtype=np.float32)
     mask = nib.load(paths["mask"]).get_fdata() > 0
@@ -415,7 +454,8 @@ def test_study_inference_follows_the_described_scaling(tmp_path):
     shell_scaled = infer(dmri, np.loadtxt(paths["bvec_in"]), np.loadtxt(paths["bvec_out"]), mask, model, shell=2000,
                          progress=False)
     assert np.max(np.abs(expected - shell_scaled)) > 1.0
-    with pytest.raises(InputError, match="the study expects a 3D model"):
+    with pytest.raises(InputError, match="the study's model 3D_b2000_q6 needs a 3D model"):
         predict_with_trained_model(context=paths["dmri_in"], context_bvecs=paths["bvec_in"],
-                                   target_bvecs=paths["bvec_out"], mask=paths["mask"], weights=weights, model_dim=3,
-                                   width=1.0, shell=2000, out_path=tmp_path / "never.nii.gz")
+                                   target_bvecs=paths["bvec_out"], mask=paths["mask"], weights=weights,
+                                   spec=ModelSpec(model_dim=3, q_in=6, shells=(2000,), scaling="percentile"),
+                                   shell=2000, out_path=tmp_path / "never.nii.gz")

@@ -247,9 +247,14 @@ def test_training_config_from_the_workflow_config():
 
     from workflow_utils import load_default_config
 
+    from dmri_rcnn.study.design import model_spec
+
     cfg = load_default_config()
-    config = TrainingConfig.from_config(cfg, {"dim": 3, "shells": [1000, 2000], "q_in": 10}, seed=11)
-    assert (config.model_dim, config.shells, config.q_in, config.seed) == (3, (1000, 2000), 10, 11)
+    cfg["models"]["combined"]["shells"] = [1000, 2000]
+    spec = model_spec(cfg, "3D_all_q10")
+    config = TrainingConfig.from_config(cfg, spec, seed=11)
+    assert config.spec == spec and config.seed == 11
+    assert (config.model_dim, config.shells, config.q_in) == (3, (1000, 2000), 10)
     assert config.width == cfg["models"]["width"] and config.antipodal == cfg["sampling"]["antipodal"]
     for key, value in cfg["training"].items():
         # threads: a resource of the rule, not a setting of the model; seed: the base of every model's seed

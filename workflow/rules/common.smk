@@ -6,6 +6,7 @@ import warnings
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from dmri_rcnn.core.model_spec import MODEL_NAME_PATTERN
 from dmri_rcnn.study import design, pretrained
 
 # `snakemake --report` (9.x) evaluates each job's default disk_mb, which reads the input size, inside a
@@ -34,7 +35,8 @@ ALL_SUBJECTS = TRAIN_SUBJECTS + VALIDATION_SUBJECTS + TEST_SUBJECTS
 #: (shell, q_in) pairs evaluated on every test subject.
 SETTINGS = design.evaluation_settings(config)
 SH_BASELINES = {baseline["name"]: baseline for baseline in config["sh_baselines"]}
-MODELS = design.model_catalogue(config)
+#: Names of the study's models (each stands for design.model_spec(config, name)).
+MODELS = design.model_names(config)
 #: Where weights come from: scratch, published or a path pattern with {model} (models.weights).
 WEIGHTS_SOURCE = pretrained.weights_source(config)
 #: True when nothing is trained (training.epochs: 0): the weights are evaluated as they are.
@@ -153,7 +155,8 @@ def training_config(wildcards):
     from dmri_rcnn.training.config import TrainingConfig
 
     seed = design.training_seed(config, wildcards.model)
-    return TrainingConfig.from_config(config, MODELS[wildcards.model], seed).to_dict()
+    spec = design.model_spec(config, wildcards.model)
+    return TrainingConfig.from_config(config, spec, seed).to_dict()
 
 
 def trained_model(wildcards):
@@ -176,7 +179,8 @@ def get_initial_weights(wildcards):
 
 def published_checkpoint(wildcards):
     """(dim, shell or all/all_norm, q_in) of the published checkpoint behind a model name."""
-    return list(pretrained.published_checkpoint(config, wildcards.model))
+    spec = design.model_spec(config, wildcards.model)
+    return list(pretrained.published_checkpoint(spec))
 
 
 def super_resolve_weights(wildcards):
@@ -193,17 +197,6 @@ def super_resolve_params(wildcards):
 
 def get_super_resolved():
     return pretrained.super_resolved_outputs(config)
-
-
-def inference_model_spec(wildcards):
-    """Architecture of the model behind an RCNN method (dim, width, min_filters) for inference."""
-    model = trained_model(wildcards)
-    return {
-        "dim": MODELS[model]["dim"],
-        "width": config["models"]["width"],
-        "min_filters": config["models"]["min_filters"],
-        "name": model,
-    }
 
 
 def sh_settings(wildcards):
@@ -266,7 +259,7 @@ def get_example_dti_inputs(wildcards):
 
 wildcard_constraints:
     subject=design.alternatives(ALL_SUBJECTS + SUPER_RESOLVE_SUBJECTS),
-    model=r"[13]D_(b\d+|all)_q\d+",
+    model=MODEL_NAME_PATTERN,
     shell=r"\d+",
     q_in=r"\d+",
     method=r"[A-Za-z0-9_]+",

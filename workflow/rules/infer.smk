@@ -22,7 +22,8 @@ rule infer:
         container_image("gpu")
     threads: 2
     params:
-        spec=inference_model_spec,
+        # the model's name: the script rebuilds it from the config and checks the weights' description
+        model=trained_model,
         batch_size=config["inference"]["batch_size"],
     script:
         "../scripts/infer.py"

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from dmri_rcnn.cli._command import check_output, import_tensorflow_quietly, quiet_tensorflow, run_command
+from dmri_rcnn.core.precision import PRECISION_REQUESTS
 from dmri_rcnn.core.processing.scaling import SHELL_SCALE
 from dmri_rcnn.core.weights import PUBLISHED_Q_IN
 from dmri_rcnn.errors import InputError
@@ -81,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--q-out-chunk", dest="q_out_chunk", type=int, default=None, metavar="N",
                         help="Decode at most N target directions at once to bound memory (same result up to "
                         "float rounding). Default: 48 // batch size.")
-    parser.add_argument("--precision", dest="precision", choices=["fp32", "bf16", "fp16", "auto"], default="fp32",
+    parser.add_argument("--precision", dest="precision", choices=PRECISION_REQUESTS, default="fp32",
                         help="Arithmetic precision of the model: fp32 (default, matches the original), bf16 "
                         "(bfloat16 compute with the same weights: faster where it is native, CPUs with "
                         "AVX512-BF16/AMX and GPUs of compute capability >= 8.0, emulated and slow elsewhere; "
@@ -263,25 +264,26 @@ def select_weights(args, q_in: int):
 
 
 def describe_weights(args, q_in: int):
-    """The ModelSpec of the weights to use: published, the --weights file's sidecar, or None (flags decide)."""
-    from dmri_rcnn.core.model_spec import published_model_spec, read_model_spec, sidecar_path
+    """The ModelSpec of the weights to use: published, the --weights file's sidecar, or None (flags decide).
+
+    A described file must fit what the flags and the context ask for (:func:`check_weights`): its
+    dimension unless -m says otherwise, the context's q_in, shell -s among its shells, percentile
+    scaling with -n.
+    """
+    import dataclasses
+
+    from dmri_rcnn.core.model_spec import check_weights, published_model_spec, read_model_spec
 
     if args.weights is None:
         return published_model_spec(args.model_dim or 3, args.shell, q_in, args.combined, args.norm)
-    spec = read_model_spec(args.weights)
-    if spec is None:
+    found = read_model_spec(args.weights)
+    if found is None:
         return None
-    where = f"--weights {args.weights} (described in {sidecar_path(args.weights)})"
-    if args.model_dim is not None and args.model_dim != spec.model_dim:
-        raise InputError(f"{where} is a {spec.model_dim}D model; -m {args.model_dim} asks for a {args.model_dim}D one")
-    if q_in != spec.q_in:
-        raise InputError(f"{where} was trained with q_in {spec.q_in}; the context has {q_in} directions")
-    if args.shell not in spec.shells:
-        shells = ", ".join(map(str, spec.shells))
-        raise InputError(f"{where} was trained on b={shells}; -s {args.shell} asks for another shell")
-    if args.norm and spec.scaling != "percentile":
-        raise InputError(f"{where} was trained with {spec.scaling} scaling; -n asks for 99th-percentile scaling")
-    return spec
+    wanted = dataclasses.replace(
+        found, model_dim=args.model_dim or found.model_dim, q_in=q_in, shells=(args.shell,),
+        scaling="percentile" if args.norm else found.scaling,
+    )
+    return check_weights(args.weights, wanted, "the command (-m, -s, -n and the context)", label="--weights")
 
 
 def build_model(args, weights, spec):
@@ -340,13 +342,14 @@ def run(args) -> Path:
     weights = select_weights(args, q_in)
 
     from dmri_rcnn.core.inference import infer
-    from dmri_rcnn.core.processing.scaling import percentile_scale, shell_scale
+    from dmri_rcnn.core.processing.scaling import intensity_scale
 
     model = build_model(args, weights, spec)
-    percentile = args.norm or (spec is not None and spec.scaling == "percentile")
+    # without a description, -n says how the model's input was scaled
+    scaling = spec.scaling if spec is not None else ("percentile" if args.norm else "shell")
     if args.super_resolve:
-        return write_super_resolved(args, model, image, dmri, bvec_in, mask, target, bvec_out, percentile)
-    scale = percentile_scale(dmri, mask, 99) if percentile else shell_scale(args.shell)
+        return write_super_resolved(args, model, image, dmri, bvec_in, mask, target, bvec_out, scaling)
+    scale = intensity_scale(scaling, args.shell, dmri, mask)
     volumes = infer(dmri, bvec_in, bvec_out, mask, model, scale=scale, batch_size=args.batch_size,
                     overlap=args.overlap, q_out_chunk=args.q_out_chunk, progress=args.progress)
     write_output(volumes, image, target)
@@ -355,7 +358,7 @@ def run(args) -> Path:
 
 
 def write_super_resolved(args, model, image, dmri, bvec_in, mask, target: Path, bvec_out: np.ndarray,
-                         percentile: bool) -> Path:
+                         scaling: str) -> Path:
     """--super-resolve: acquired b0 + context volumes, then the predictions, with .bval/.bvec beside."""
     from dmri_rcnn.core.io import save_bval, save_bvec, save_nifti
     from dmri_rcnn.core.super_resolution import sidecar_table_paths, super_resolve
@@ -365,7 +368,7 @@ def write_super_resolved(args, model, image, dmri, bvec_in, mask, target: Path, 
     bval_path, bvec_path = sidecar_table_paths(target)
     result = super_resolve(
         dmri, _super_resolve_bvals(args, bvec_in), bvec_in, mask, model, args.shell, bvec_out,
-        scale="percentile" if percentile else None, batch_size=args.batch_size, overlap=args.overlap,
+        scale=scaling, batch_size=args.batch_size, overlap=args.overlap,
         q_out_chunk=args.q_out_chunk, progress=args.progress,
     )
     save_bval(result.bvals, bval_path)

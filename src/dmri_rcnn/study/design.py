@@ -10,7 +10,9 @@ defaults are filled in), so it is tested in milliseconds without starting Snakem
 Names used throughout:
 
 - a *setting* is a pair ``(shell, q_in)``: b-value in s/mm² and number of context directions;
-- a *model* is a trained network, named ``{dim}D_b{shell}_q{q_in}`` or ``{dim}D_all_q{q_in}`` (combined);
+- a *model* is a trained network, described by one :class:`~dmri_rcnn.core.model_spec.ModelSpec` and named
+  by it (:attr:`~dmri_rcnn.core.model_spec.ModelSpec.name`): ``{dim}D_b{shell}_q{q_in}`` or
+  ``{dim}D_all_q{q_in}`` (combined);
 - a *method* is what a prediction is labelled with at a setting: an SH baseline's name, ``1D``, ``3D``,
   or ``3D_combined``.
 """
@@ -21,10 +23,12 @@ import hashlib
 import re
 from collections.abc import Iterable
 
+from dmri_rcnn.core.model_spec import COMBINED_SHELLS, ModelSpec
 from dmri_rcnn.core.processing.scaling import SHELL_SCALE
 from dmri_rcnn.core.weights import PUBLISHED_Q_IN
 from dmri_rcnn.errors import ConfigError  # noqa: F401  (common.smk catches design.ConfigError)
 from dmri_rcnn.study.layout import SUBJECT_FILE_NAMES, subject_files, subject_folder  # noqa: F401
+from dmri_rcnn.study.models import model_spec
 
 #: Shells with per-shell scale constants and published weights (s/mm²).
 KNOWN_SHELLS: tuple[int, ...] = tuple(SHELL_SCALE)
@@ -110,6 +114,12 @@ def check_config(cfg: dict) -> None:
                 raise ConfigError(
                     "models.combined.q_in", f"q_in {q_in} is not supported; expected one of {_one_of(KNOWN_Q_IN)}"
                 )
+        if len(set(combined["shells"])) < 2:
+            raise ConfigError(
+                "models.combined.shells",
+                f"{list(combined['shells'])} names one shell; a combined model is trained on several "
+                "(the per-shell models cover one)",
+            )
     slab = cfg["preprocess"].get("test_slab")
     if slab is not None and not 0 <= slab[0] < slab[1]:
         raise ConfigError("preprocess.test_slab", f"[{slab[0]}, {slab[1]}) is empty; expected 0 <= first < stop")
@@ -249,22 +259,22 @@ def evaluation_settings(cfg: dict) -> list[tuple[int, int]]:
     return [(s["shell"], q_in) for s in cfg["evaluation"] for q_in in s["q_in"]]
 
 
-def model_catalogue(cfg: dict) -> dict[str, dict]:
-    """Every model to train: name -> ``{"dim", "shells", "q_in"}``.
+def model_catalogue(cfg: dict) -> list[ModelSpec]:
+    """Every model of the study, in config order (:func:`model_spec` of each name).
 
     One model per dimension and evaluated setting (``3D_b1000_q6``), plus, when ``models.combined`` is
     enabled, one per dimension and q_in trained on all its shells (``3D_all_q10``).
     """
-    models = {}
-    for shell, q_in in evaluation_settings(cfg):
-        for dim in cfg["models"]["dims"]:
-            models[f"{dim}D_b{shell}_q{q_in}"] = {"dim": dim, "shells": [shell], "q_in": q_in}
+    names = [f"{dim}D_b{shell}_q{q_in}" for shell, q_in in evaluation_settings(cfg) for dim in cfg["models"]["dims"]]
     combined = cfg["models"]["combined"]
     if combined["enabled"]:
-        for q_in in combined["q_in"]:
-            for dim in combined["dims"]:
-                models[f"{dim}D_all_q{q_in}"] = {"dim": dim, "shells": list(combined["shells"]), "q_in": q_in}
-    return models
+        names += [f"{dim}D_all_q{q_in}" for q_in in combined["q_in"] for dim in combined["dims"]]
+    return [model_spec(cfg, name) for name in dict.fromkeys(names)]
+
+
+def model_names(cfg: dict) -> list[str]:
+    """The names of :func:`model_catalogue`'s models."""
+    return [spec.name for spec in model_catalogue(cfg)]
 
 
 def rcnn_methods(cfg: dict, shell: int, q_in: int) -> list[str]:
@@ -284,9 +294,8 @@ def methods_for(cfg: dict, shell: int, q_in: int) -> list[str]:
 def model_for_method(method: str, shell: int, q_in: int) -> str:
     """The trained model an RCNN method name stands for at (shell, q_in): ``3D`` -> ``3D_b1000_q6``."""
     dim, _, variant = method.partition("_")
-    if variant == "combined":
-        return f"{dim}_all_q{q_in}"
-    return f"{dim}_b{shell}_q{q_in}"
+    shells = COMBINED_SHELLS if variant == "combined" else (shell,)
+    return ModelSpec(model_dim=int(dim.removesuffix("D")), q_in=int(q_in), shells=shells).name
 
 
 def stable_seed(master_seed: int, *parts) -> int:
@@ -408,7 +417,7 @@ def final_outputs(cfg: dict) -> list[str]:
     outputs = ["results/summary.tsv"]
     outputs += [f"results/figures/{name}_vs_q_in.png" for name in VS_Q_IN_FIGURES]
     outputs += ["results/figures/example_slices.png", "results/figures/fa_maps.png"]
-    if model_catalogue(cfg) and int(cfg["training"]["epochs"]) > 0:
+    if model_names(cfg) and int(cfg["training"]["epochs"]) > 0:
         outputs.append("results/figures/loss_curves.png")
     outputs += per_prediction(cfg, "results/predictions/{subject}/b{shell}_q{q_in}/{method}.nii.gz")
     return outputs

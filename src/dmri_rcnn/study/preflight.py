@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from dmri_rcnn.core import io
+from dmri_rcnn.core.model_spec import ModelSpec
 from dmri_rcnn.errors import InputError
 from dmri_rcnn.study import design
 
@@ -83,12 +84,11 @@ def shell_requirements(cfg: dict, role: str) -> dict[int, tuple[int, str]]:
     """
     needs: dict[int, tuple[int, str]] = {}
     if role == "super_resolve":
-        from dmri_rcnn.study.pretrained import parse_model_name
         from dmri_rcnn.study.super_resolve_config import super_resolve_shell
 
         section = cfg["super_resolve"]
-        spec = parse_model_name(section["model"])
-        return {super_resolve_shell(section, spec): (spec["q_in"], f"{section['model']} reads q_in {spec['q_in']} context directions")}
+        spec = ModelSpec.from_name(section["model"])
+        return {super_resolve_shell(section, spec): (spec.q_in, f"{section['model']} reads q_in {spec.q_in} context directions")}
 
     def need(shell: int, count: int, why: str) -> None:
         if shell not in needs or count > needs[shell][0]:
@@ -99,9 +99,9 @@ def shell_requirements(cfg: dict, role: str) -> dict[int, tuple[int, str]]:
             need(shell, q_in + 1, f"q_in {q_in} context + 1 held-out target")
     if role in ("train", "validation") and int(cfg["training"]["epochs"]) > 0:
         q_out = int(cfg["training"]["q_out"])
-        for model in design.model_catalogue(cfg).values():
-            for shell in model["shells"]:
-                need(shell, model["q_in"] + q_out, f"q_in {model['q_in']} + q_out {q_out} per training example")
+        for model in design.model_catalogue(cfg):
+            for shell in model.shells:
+                need(shell, model.q_in + q_out, f"q_in {model.q_in} + q_out {q_out} per training example")
     return needs
 
 

@@ -10,10 +10,11 @@ TensorFlow nor the weights themselves (a path pattern's descriptions are read, t
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from pathlib import Path
 
-from dmri_rcnn.core.model_spec import COMBINED_SHELLS, published_model_spec, read_model_spec, sidecar_path
+from dmri_rcnn.core.model_spec import COMBINED_SHELLS, ModelSpec, check_weights, published_model_spec
 from dmri_rcnn.errors import ConfigError, InputError
 from dmri_rcnn.types import PathLike
 
@@ -31,19 +32,20 @@ def evaluation_only(config: dict) -> bool:
     return int(config["training"]["epochs"]) == 0
 
 
-def published_key(spec: dict, norm: bool = False):
-    """The :data:`dmri_rcnn.core.weights.PUBLISHED_WEIGHTS` key of a catalogue model, or None.
+def published_key(spec: ModelSpec):
+    """The :data:`dmri_rcnn.core.weights.PUBLISHED_WEIGHTS` key of a model, or None.
 
-    ``spec`` is a catalogue entry ``{"dim", "shells", "q_in"}``; a multi-shell model matches the published
-    combined model (3D, b=1000/2000/3000, q_in 10), ``all_norm`` when ``norm``.
+    A multi-shell model matches the published combined model (3D, b=1000/2000/3000, q_in 10): ``all``,
+    or ``all_norm`` for one with percentile scaling.
     """
     from dmri_rcnn.core.weights import PUBLISHED_WEIGHTS
 
-    shells = [int(s) for s in spec["shells"]]
-    if len(shells) == 1:
-        key = (int(spec["dim"]), shells[0], int(spec["q_in"]))
-    elif sorted(shells) == list(COMBINED_SHELLS):
-        key = (int(spec["dim"]), "all_norm" if norm else "all", int(spec["q_in"]))
+    if len(spec.shells) == 1:
+        key = (spec.model_dim, spec.shells[0], spec.q_in)
+        if spec.scaling != "shell":
+            return None
+    elif sorted(spec.shells) == list(COMBINED_SHELLS):
+        key = (spec.model_dim, "all_norm" if spec.scaling == "percentile" else "all", spec.q_in)
     else:
         return None
     return key if key in PUBLISHED_WEIGHTS else None
@@ -53,21 +55,20 @@ def published_model_names() -> list[str]:
     """The published checkpoints in the study's model names: ``1D_b1000_q6`` ... ``3D_all_q10``."""
     from dmri_rcnn.core.weights import PUBLISHED_WEIGHTS
 
-    names = []
-    for dim, shell, q_in in PUBLISHED_WEIGHTS:
-        name = f"{dim}D_all_q{q_in}" if shell in ("all", "all_norm") else f"{dim}D_b{shell}_q{q_in}"
-        if name not in names:
-            names.append(name)
-    return names
+    return list(dict.fromkeys(published_model_spec(*key).name for key in PUBLISHED_WEIGHTS))
 
 
-def check_model_weights(config: dict, models: dict) -> None:
+def check_model_weights(config: dict, models: list[ModelSpec]) -> None:
     """Stop on a ``models.weights`` / ``training.epochs`` combination that cannot work.
+
+    Published weights and described weights files are checked against each model
+    (:meth:`ModelSpec.differences`, :func:`dmri_rcnn.core.model_spec.check_weights`): the network they
+    build, not the settings (``width: 1.0`` fits the published weights whatever ``min_filters`` says).
 
     Parameters
     ----------
     config : the workflow config (validated against the schema).
-    models : the model catalogue, name -> ``{"dim", "shells", "q_in"}``.
+    models : the model catalogue (:func:`dmri_rcnn.study.design.model_catalogue`).
 
     Raises
     ------
@@ -75,8 +76,6 @@ def check_model_weights(config: dict, models: dict) -> None:
         Naming the config key, the model and what exists.
     """
     source = weights_source(config)
-    width = float(config["models"].get("width", 1.0))
-    min_filters = int(config["models"].get("min_filters", 1))
     norm = bool(config["models"].get("combined", {}).get("norm", False))
     if evaluation_only(config) and source == SCRATCH:
         raise ConfigError(
@@ -93,12 +92,19 @@ def check_model_weights(config: dict, models: dict) -> None:
     if source == SCRATCH:
         return
     if source == PUBLISHED:
-        if width != 1.0:
-            raise ConfigError("models.width", f"the published weights are full width (1.0); models.width is {width:g}")
         available = ", ".join(published_model_names())
-        for name, spec in models.items():
-            if published_key(spec, norm) is None:
-                raise ConfigError("models.weights", f"model {name} has no published weights; published: {available}")
+        for spec in models:
+            key = published_key(spec)
+            if key is None:
+                raise ConfigError("models.weights", f"model {spec.name} has no published weights; published: {available}")
+            problems = published_model_spec(*key).differences(spec)
+            if problems:
+                width = float(config["models"].get("width", 1.0))
+                raise ConfigError(
+                    "models.width",
+                    f"the published weights are full width (1.0); models.width is {width:g}, so model "
+                    f"{spec.name} needs {'; '.join(problems)}"
+                )
         return
     if "{model}" not in source:
         raise ConfigError(
@@ -112,26 +118,14 @@ def check_model_weights(config: dict, models: dict) -> None:
             f"{source} are the weights this run's training writes; to fine-tune them, point at "
             "a copy or another run's results"
         )
-    for name, spec in models.items():
-        path = Path(source.format(model=name))
+    for spec in models:
+        path = Path(source.format(model=spec.name))
         if not path.is_file():
-            raise ConfigError("models.weights", f"weights of model {name} not found: expected {path}")
-        found = read_model_spec(path)
-        if found is None:
-            raise ConfigError(
-                "models.weights",
-                f"{path} (model {name}) has no description {sidecar_path(path)}; "
-                "only weights trained by this package can be used"
-            )
-        wanted = {"model_dim": int(spec["dim"]), "q_in": int(spec["q_in"]),
-                  "shells": tuple(int(s) for s in spec["shells"]), "width": width, "min_filters": min_filters}
-        for field, value in wanted.items():
-            if getattr(found, field) != value:
-                raise ConfigError(
-                    "models.weights",
-                    f"{path} (model {name}) has {field} {getattr(found, field)} in "
-                    f"{sidecar_path(path)}; the study's model has {value}"
-                )
+            raise ConfigError("models.weights", f"weights of model {spec.name} not found: expected {path}")
+        try:
+            check_weights(path, spec, f"the study's model {spec.name}")
+        except InputError as err:
+            raise ConfigError("models.weights", str(err)) from None
 
 
 def import_published_weights(model_dim: int, shell, q_in: int, out_path: PathLike, progress: bool = False) -> Path:
@@ -149,18 +143,6 @@ def import_published_weights(model_dim: int, shell, q_in: int, out_path: PathLik
     model = build_model_from_spec(spec)
     load_original_checkpoint(model, prefix)
     return save_trained_model(model, spec, out_path)
-
-
-def parse_model_name(name: str) -> dict:
-    """A study model name (``3D_b1000_q6``, ``3D_all_q10``) as a catalogue entry ``{"dim", "shells", "q_in"}``."""
-    import re
-
-    match = re.fullmatch(r"([13])D_(?:b(\d+)|all)_q(\d+)", str(name))
-    if not match:
-        raise InputError(f"{name!r} is not a model name like 3D_b1000_q6 or 3D_all_q10")
-    dim, shell, q_in = match.groups()
-    shells = [int(shell)] if shell else list(COMBINED_SHELLS)
-    return {"dim": int(dim), "shells": shells, "q_in": int(q_in)}
 
 
 # ----- the workflow's input functions -------------------------------------------------------------------
@@ -181,12 +163,17 @@ def study_model_weights(config: dict, model: str) -> str:
     return f"results/models/{model}/best.weights.h5"
 
 
-def published_checkpoint(config: dict, model: str):
-    """The :data:`dmri_rcnn.core.weights.PUBLISHED_WEIGHTS` key behind a model name (rule import_published_weights)."""
-    norm = bool(config["models"].get("combined", {}).get("norm", False))
-    key = published_key(parse_model_name(model), norm)
+def published_checkpoint(spec: ModelSpec):
+    """The :data:`dmri_rcnn.core.weights.PUBLISHED_WEIGHTS` key behind a model (rule import_published_weights).
+
+    A combined model is the published one, trained on :data:`COMBINED_SHELLS` (``super_resolve`` may name
+    it whatever ``models.combined.shells`` says).
+    """
+    if len(spec.shells) > 1:
+        spec = dataclasses.replace(spec, shells=COMBINED_SHELLS)
+    key = published_key(spec)
     if key is None:
-        raise InputError(f"{model}: no published weights; published: {', '.join(published_model_names())}")
+        raise InputError(f"{spec.name}: no published weights; published: {', '.join(published_model_names())}")
     return key
 
 

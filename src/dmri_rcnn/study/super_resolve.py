@@ -45,6 +45,6 @@ def super_resolve_subject(
         shell,
         target_directions(targets, shell, seed=seed),
         out_dmri=out["dmri"], out_bvals=out["bvals"], out_bvecs=out["bvecs"],
-        scale="percentile" if spec.scaling == "percentile" else None,
+        scale=spec.scaling,
         batch_size=batch_size, progress=False, context_size=spec.q_in, seed=seed, antipodal=antipodal,
     )

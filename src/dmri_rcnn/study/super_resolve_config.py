@@ -11,31 +11,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dmri_rcnn.core.model_spec import read_model_spec, sidecar_path
+from dmri_rcnn.core.model_spec import ModelSpec, read_model_spec, sidecar_path
 from dmri_rcnn.errors import ConfigError, InputError
-from dmri_rcnn.study.pretrained import (
-    PUBLISHED,
-    parse_model_name,
-    published_key,
-    published_model_names,
-    study_model_weights,
-)
+from dmri_rcnn.study.pretrained import PUBLISHED, published_key, published_model_names, study_model_weights
 
 
-def super_resolve_shell(section: dict, spec: dict) -> int:
+def super_resolve_shell(section: dict, spec: ModelSpec) -> int:
     """The shell super-resolved: ``super_resolve.shell``, or the model's only shell."""
     if section.get("shell"):
         return int(section["shell"])
-    if len(spec["shells"]) != 1:
+    if len(spec.shells) != 1:
         raise ConfigError(
             "super_resolve.shell",
-            f"model {section['model']} covers b={'/'.join(map(str, spec['shells']))}; "
+            f"model {section['model']} covers b={'/'.join(map(str, spec.shells))}; "
             "name the shell to super-resolve"
         )
-    return int(spec["shells"][0])
+    return spec.shells[0]
 
 
-def check_super_resolve(config: dict, models: dict) -> None:
+def check_super_resolve(config: dict, models: list[ModelSpec]) -> None:
     """Stop on a ``super_resolve`` section that cannot work (no-op without subjects).
 
     Raises
@@ -51,16 +45,17 @@ def check_super_resolve(config: dict, models: dict) -> None:
         raise ConfigError("super_resolve.model", "name the model that super-resolves, e.g. 3D_b1000_q6")
     choice = str(section.get("weights") or "study")
     if choice == "study":
-        if name not in models:
+        study = {spec.name: spec for spec in models}
+        if name not in study:
             raise ConfigError(
                 "super_resolve.model",
-                f"{name} is not one of the study's models ({', '.join(models) or 'none'}); "
+                f"{name} is not one of the study's models ({', '.join(study) or 'none'}); "
                 "use super_resolve.weights: published for a published one"
             )
-        spec = models[name]
+        spec = study[name]
     else:
         try:
-            spec = parse_model_name(name)
+            spec = ModelSpec.from_name(name)
         except InputError as err:
             raise ConfigError("super_resolve.model", str(err)) from None
         if choice == PUBLISHED:
@@ -76,12 +71,12 @@ def check_super_resolve(config: dict, models: dict) -> None:
             found = read_model_spec(path)
             if found is None:
                 raise ConfigError("super_resolve.weights", f"{path} has no description {sidecar_path(path)}")
-            spec = {"dim": found.model_dim, "shells": list(found.shells), "q_in": found.q_in}
+            spec = found
     shell = super_resolve_shell(section, spec)
-    if shell not in spec["shells"]:
+    if shell not in spec.shells:
         raise ConfigError(
             "super_resolve.shell",
-            f"model {name} was trained on b={'/'.join(map(str, spec['shells']))}, not {shell}"
+            f"model {name} was trained on b={'/'.join(map(str, spec.shells))}, not {shell}"
         )
     targets = str(section.get("targets", "hcp")).strip()
     if not (targets.lower() == "hcp" or (targets.isdigit() and int(targets) > 0) or Path(targets).is_file()):
@@ -109,7 +104,7 @@ def super_resolve_settings(config: dict, seed: int) -> dict:
     """Shell, target directions and seed of one super-resolution job."""
     section = config["super_resolve"]
     return {
-        "shell": super_resolve_shell(section, parse_model_name(section["model"])),
+        "shell": super_resolve_shell(section, ModelSpec.from_name(section["model"])),
         "targets": str(section.get("targets", "hcp")),
         "seed": int(seed),
     }

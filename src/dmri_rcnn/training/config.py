@@ -1,7 +1,8 @@
-"""One training configuration: every setting a trained model depends on, in one frozen object.
+"""One training configuration: the model to train and every optimisation setting, in one frozen object.
 
-:class:`TrainingConfig` is built from the workflow config's ``models``, ``training`` and ``sampling``
-sections (:meth:`TrainingConfig.from_config`) or directly in Python, and is what
+:class:`TrainingConfig` holds a :class:`~dmri_rcnn.core.model_spec.ModelSpec` (the model) and the
+``training`` and ``sampling`` settings; it is built from the workflow config
+(:meth:`TrainingConfig.from_config`) or directly in Python, and is what
 :func:`dmri_rcnn.training.train_model` takes. It imports neither TensorFlow nor Keras, so
 ``workflow/rules/common.smk`` can build it while Snakemake reads the config.
 """
@@ -10,15 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dmri_rcnn.core.precision import PRECISION_REQUESTS
+from dmri_rcnn.core.model_spec import ModelSpec
+from dmri_rcnn.core.precision import PRECISION_REQUESTS, check_precision
 from dmri_rcnn.errors import InputError
-
-PathLike = str | os.PathLike
+from dmri_rcnn.types import PathLike
 
 #: Loss functions: the paper's MAE over every patch voxel, or MAE inside the brain mask only.
 LOSSES = ("mae", "mae_in_mask")
@@ -29,22 +29,27 @@ LR_SCHEDULES = ("constant", "cosine")
 TRAINING_PRECISIONS = PRECISION_REQUESTS
 #: Keys of the ``training`` section that are not fields (the training seed is a base for each model's seed).
 NOT_FIELDS = ("seed",)
+#: Fields of the model a :class:`TrainingConfig` also takes one by one (they make its ``spec``).
+SPEC_KEYWORDS = ("model_dim", "shells", "q_in", "width", "min_filters")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class TrainingConfig:
-    """Settings of one model's training (architecture, data pipeline, optimiser, seed).
+    """One model's training: the model (a :class:`~dmri_rcnn.core.model_spec.ModelSpec`) and the
+    optimisation and data settings (optimiser, batches, seed).
+
+    ``TrainingConfig(spec=ModelSpec(model_dim=3, q_in=6, shells=(1000,)), epochs=100)``, or with the
+    model's fields given directly: ``TrainingConfig(model_dim=3, shells=[1000], q_in=6, epochs=100)``.
+    ``model_dim``, ``shells``, ``q_in``, ``width`` and ``min_filters`` read (and, given beside a spec,
+    change) the spec's.
 
     Every field except ``epochs`` is part of the resume fingerprint (:meth:`fingerprint`): a checkpoint
     made with other values is not resumed. ``epochs`` may grow between runs to train longer.
 
     Attributes
     ----------
-    model_dim : 1 (pointwise) or 3 (the 3D RCNN).
-    shells : b-values (s/mm²) trained on: one shell, or several for a combined model.
-    q_in : context directions per example.
-    width : layer-width multiplier (1.0 = the paper's model).
-    min_filters : no layer narrower than this (1 = every layer follows ``width``).
+    spec : the model to train (dimension, q_in, shells, width, min_filters, scaling, ...). Its
+        ``precision`` is not read: the sidecar records the one the training ran in (``precision`` below).
     epochs : total number of epochs (including those done before an interruption).
     steps_per_epoch : cap on batches per epoch (the training data then repeat); None = one pass.
     validation_steps : cap on validation batches (the same batches every epoch); None = all.
@@ -65,6 +70,10 @@ class TrainingConfig:
 
     Adding an option
     ----------------
+    An option of the model (what the network is, or the data it reads) is a field of
+    :class:`~dmri_rcnn.core.model_spec.ModelSpec` (set by :func:`dmri_rcnn.study.design.model_spec` from
+    the config). An option of the training:
+
     1. a field here, with the paper's value as its default (and a check in ``__post_init__`` if needed);
     2. read it in :meth:`from_config` if it is not in the ``training`` section (those keys map by name);
     3. the key with its default in ``workflow/schemas/config.schema.yaml`` and ``config/config.yaml``
@@ -74,11 +83,7 @@ class TrainingConfig:
     A setting that does not change the trained weights (e.g. threads) belongs in the rule, not here.
     """
 
-    model_dim: int
-    shells: tuple[int, ...]
-    q_in: int
-    width: float = 1.0
-    min_filters: int = 1
+    spec: ModelSpec
     epochs: int = 10
     steps_per_epoch: int | None = None
     validation_steps: int | None = None
@@ -92,54 +97,65 @@ class TrainingConfig:
     precision: str = "fp32"
     seed: int = 0
 
+    def __init__(self, spec: ModelSpec | None = None, **settings):
+        model = {key: settings.pop(key) for key in SPEC_KEYWORDS if key in settings}
+        # model fields given beside a spec change it (so dataclasses.replace(config, q_in=10) works)
+        spec = ModelSpec(**model) if spec is None else dataclasses.replace(spec, **model)
+        fields = {field.name: field for field in dataclasses.fields(self)}
+        unknown = sorted(set(settings) - set(fields))
+        if unknown:
+            raise TypeError(f"TrainingConfig got unexpected setting(s) {', '.join(unknown)}")
+        object.__setattr__(self, "spec", spec)
+        for name, field in fields.items():
+            if name != "spec":
+                object.__setattr__(self, name, settings.get(name, field.default))
+        self.__post_init__()
+
     def __post_init__(self):
         # normalise types so that equal settings have equal fingerprints however they were given
-        object.__setattr__(self, "shells", tuple(int(s) for s in self.shells))
-        object.__setattr__(self, "width", float(self.width))
         object.__setattr__(self, "learning_rate", float(self.learning_rate))
         object.__setattr__(self, "antipodal", bool(self.antipodal))
-        if self.model_dim not in (1, 3):
-            raise InputError(f"model_dim is {self.model_dim}; expected 1 or 3")
+        if not isinstance(self.spec, ModelSpec):
+            raise InputError(f"spec is a {type(self.spec).__name__}; expected a ModelSpec")
         if self.epochs < 1:
             raise InputError(f"epochs is {self.epochs}; expected at least 1")
         if self.loss not in LOSSES:
             raise InputError(f"loss is {self.loss!r}; expected one of {', '.join(LOSSES)}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise InputError(f"lr_schedule is {self.lr_schedule!r}; expected one of {', '.join(LR_SCHEDULES)}")
-        if self.precision not in TRAINING_PRECISIONS:
-            raise InputError(f"precision is {self.precision!r}; expected one of {', '.join(TRAINING_PRECISIONS)}")
+        check_precision(self.precision, TRAINING_PRECISIONS)
+
+    model_dim = property(lambda self: self.spec.model_dim, doc="The spec's dimension (1 or 3).")
+    shells = property(lambda self: self.spec.shells, doc="The spec's b-values (s/mm²).")
+    q_in = property(lambda self: self.spec.q_in, doc="The spec's context directions per example.")
+    width = property(lambda self: self.spec.width, doc="The spec's layer-width multiplier.")
+    min_filters = property(lambda self: self.spec.min_filters, doc="The spec's floor of the filter counts.")
 
     @classmethod
-    def from_config(cls, cfg: dict, model_spec: dict, seed: int) -> TrainingConfig:
-        """The configuration of one model of the workflow's catalogue.
+    def from_config(cls, cfg: dict, spec: ModelSpec, seed: int) -> TrainingConfig:
+        """The training of one model of the workflow's catalogue.
 
         Parameters
         ----------
-        cfg : the workflow config (``models``, ``training`` and ``sampling`` sections are read).
-        model_spec : ``{"dim", "shells", "q_in"}`` from :func:`dmri_rcnn.study.design.model_catalogue`.
+        cfg : the workflow config (its ``training`` and ``sampling`` sections are read).
+        spec : the model (:func:`dmri_rcnn.study.design.model_spec`).
         seed : the model's seed (:func:`dmri_rcnn.study.design.training_seed`).
         """
         names = {field.name for field in dataclasses.fields(cls)}
         training = {key: value for key, value in cfg["training"].items() if key in names and key not in NOT_FIELDS}
-        return cls(
-            model_dim=model_spec["dim"],
-            shells=tuple(model_spec["shells"]),
-            q_in=model_spec["q_in"],
-            width=cfg["models"].get("width", 1.0),
-            min_filters=cfg["models"].get("min_filters", 1),
-            antipodal=cfg.get("sampling", {}).get("antipodal", False),
-            seed=seed,
-            **training,
-        )
+        return cls(spec=spec, antipodal=cfg.get("sampling", {}).get("antipodal", False), seed=seed, **training)
 
     def to_dict(self) -> dict:
-        """Plain values (lists, numbers, strings): for JSON, Snakemake params and :meth:`from_dict`."""
-        values = dataclasses.asdict(self)
-        values["shells"] = list(self.shells)
+        """Plain values (dicts, lists, numbers, strings): for JSON, Snakemake params and :meth:`from_dict`."""
+        values = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        values["spec"] = self.spec.to_dict()
         return values
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainingConfig:
+        values = dict(values)
+        if isinstance(values.get("spec"), dict):
+            values["spec"] = ModelSpec.from_dict(values["spec"], source="training settings")
         return cls(**values)
 
     @property
@@ -155,6 +171,9 @@ class TrainingConfig:
         """
         settings = self.to_dict()
         del settings["epochs"]
+        # the precision the training ran in is recorded by the caller; the layout version is not a setting
+        for key in ("precision", "format"):
+            settings["spec"].pop(key)
         settings["train_records"] = [record_identity(p) for p in train_records]
         settings["validation_records"] = [record_identity(p) for p in validation_records]
         return settings

@@ -8,6 +8,7 @@ the next call with the same configuration and records, from the last committed e
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -15,7 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-from dmri_rcnn.core.model_spec import ModelSpec, read_model_spec, sidecar_path, write_model_spec
+from dmri_rcnn.core.model_spec import check_weights, write_model_spec
 from dmri_rcnn.core.precision import choose_precision, configure_devices
 from dmri_rcnn.errors import InputError
 from dmri_rcnn.training.checkpoint import (
@@ -28,9 +29,8 @@ from dmri_rcnn.training.checkpoint import (
 )
 from dmri_rcnn.training.config import LOSSES, LR_SCHEDULES, TrainingConfig, record_identity
 from dmri_rcnn.training.dataset import build_datasets
+from dmri_rcnn.types import PathLike
 from dmri_rcnn.utils import atomic_path
-
-PathLike = str | os.PathLike
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def build_model(
     import keras
 
     from dmri_rcnn.core.model import ARCHITECTURES, get_autoencoder
-    from dmri_rcnn.core.model.autoencoder import PRECISIONS, loss_scaled
+    from dmri_rcnn.core.model.autoencoder import loss_scaled
 
     if model_dim not in ARCHITECTURES:
         raise InputError(f"model_dim is {model_dim}; expected 1 or 3")
@@ -121,8 +121,6 @@ def build_model(
         raise InputError(f"loss is {loss!r}; expected one of {', '.join(LOSSES)}")
     if lr_schedule not in LR_SCHEDULES:
         raise InputError(f"lr_schedule is {lr_schedule!r}; expected one of {', '.join(LR_SCHEDULES)}")
-    if precision not in PRECISIONS:
-        raise InputError(f"precision is {precision!r}; expected one of {', '.join(PRECISIONS)}")
     rate = learning_rate
     if lr_schedule == "cosine":
         if not total_steps or total_steps < 1:
@@ -136,33 +134,6 @@ def build_model(
     optimizer = loss_scaled(keras.optimizers.Adam(learning_rate=rate), precision)
     model.compile(optimizer=optimizer, loss=loss_function, jit_compile=jit_compile)
     return model
-
-
-def model_spec_of(config: TrainingConfig, scaling: str = "shell", precision: str | None = None) -> ModelSpec:
-    """The description written beside the weights a training with ``config`` produces.
-
-    ``precision`` is the one the training ran in (what ``auto`` resolved to); default: ``config``'s, or
-    fp32 where that is ``auto``.
-    """
-    precision = precision or (config.precision if config.precision != "auto" else "fp32")
-    return ModelSpec(model_dim=config.model_dim, q_in=config.q_in, shells=config.shells, width=config.width,
-                     min_filters=config.min_filters, scaling=scaling, precision=precision)
-
-
-def check_initial_weights(path: PathLike, wanted: ModelSpec) -> ModelSpec:
-    """The description of ``path``; InputError naming the first field where it differs from ``wanted``."""
-    if not Path(path).is_file():
-        raise InputError(f"initial weights {path}: file not found")
-    found = read_model_spec(path)
-    if found is None:
-        raise InputError(f"initial weights {path}: no description {sidecar_path(path)} beside it")
-    for field in ("model_dim", "width", "min_filters", "q_in", "shells", "lstm_size", "patch_shape"):
-        if getattr(found, field) != getattr(wanted, field):
-            raise InputError(
-                f"initial weights {path} do not fit: {field} is {getattr(found, field)} in {sidecar_path(path)}, "
-                f"the model to train has {getattr(wanted, field)}"
-            )
-    return found
 
 
 def train_model(
@@ -194,7 +165,8 @@ def train_model(
     callbacks : extra Keras callbacks, run after the checkpoint callback each epoch.
     initial_weights : fine-tune instead of training from scratch: a ``.weights.h5`` with its description
         (the published weights imported by the workflow, or another run's ``best.weights.h5``); it must
-        describe this model (dimension, width, min_filters, q_in, shells). The history then starts with
+        build the network of ``config.spec`` and fit its data
+        (:func:`dmri_rcnn.core.model_spec.check_weights`). The history then starts with
         epoch 0, the starting weights' validation loss (``loss`` empty); the best weights are chosen among
         the trained epochs 1..``epochs``. Its content is part of the resume fingerprint.
 
@@ -213,9 +185,9 @@ def train_model(
     settings = config.fingerprint(train_records, validation_records)
     # What auto resolved to is part of the run: a checkpoint made in another precision is not resumed.
     settings["precision"] = choice.precision
-    start_spec = None
     if initial_weights is not None:
-        start_spec = check_initial_weights(initial_weights, model_spec_of(config))
+        check_weights(initial_weights, config.spec, f"the model to train ({title or config.spec.name})",
+                      label="initial weights")
         settings["initial_weights"] = record_identity(initial_weights)
     fingerprint = settings_fingerprint(settings)
     state = read_checkpoint_state(checkpoint_dir, fingerprint)
@@ -247,10 +219,9 @@ def train_model(
         log.info("training %s %s: %s", title, "from scratch" if initial_weights is None else
                  f"from {initial_weights}", settings)
 
-    # A model trained with 99th-percentile scaling (the published all_norm) is fine-tuned with it too.
-    scaling = start_spec.scaling if start_spec is not None else "shell"
+    # A model with 99th-percentile scaling (a fine-tuned published all_norm) is trained on signal scaled so.
     train_data, validation_data = build_datasets(
-        config, train_records, validation_records, resumed_from, norm=scaling == "percentile"
+        config, train_records, validation_records, resumed_from, norm=config.spec.scaling == "percentile"
     )
     if initial_weights is not None and not state["history"]:
         # Where fine-tuning starts: the checkpoint's own validation loss, as epoch 0.
@@ -275,7 +246,7 @@ def train_model(
         raise RuntimeError(f"training of {title} finished without a checkpoint in {checkpoint_dir}")
 
     # The description first, the weights last: a weights file never appears without its sidecar.
-    write_model_spec(model_spec_of(config, scaling, choice.precision), weights_path)
+    write_model_spec(dataclasses.replace(config.spec, precision=choice.precision), weights_path)
     with atomic_path(weights_path) as tmp:
         shutil.copyfile(checkpoint_dir / state["best_weights"], tmp)
     write_history(state["history"], history_path)

@@ -28,9 +28,6 @@ from dmri_rcnn.core.model.layers import (
 )
 from dmri_rcnn.core.precision import KERAS_POLICIES, check_precision
 
-#: ``precision`` values and the Keras dtype policy each builds the layers under.
-PRECISIONS = KERAS_POLICIES
-
 
 def conv_block(
     tensor, block: Block, width: float, norm: str | None, activation: str = "swish", min_filters: int = 1
@@ -167,7 +164,7 @@ def _build_autoencoder(
     # The dtype policy is read when each layer is created: bf16 layers keep float32 variables (so the same
     # weights load) and compute in bfloat16; normalisation statistics are still computed in float32.
     previous_policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(PRECISIONS[precision])
+    keras.config.set_dtype_policy(KERAS_POLICIES[precision])
     try:
         encoder = build_encoder(arch, q_in, patch_shape, lstm_size, width, min_filters)
         decoder = build_decoder(arch, q_out, patch_shape, lstm_size, width, min_filters)
