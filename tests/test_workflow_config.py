@@ -65,6 +65,19 @@ def test_combined_model_is_evaluated_at_its_shells(tmp_path):
     assert "results/predictions/te1/b1000_q6/3D_combined.nii.gz" not in result.stdout
 
 
+def test_published_full_width_weights_fit_the_default_min_filters(tmp_path):
+    """``models: {weights: published, width: 1.0}`` and ``training: {epochs: 0}`` on the default config
+    (``min_filters: 16``) is planned: at width 1.0 no layer has fewer than 16 filters, so the published
+    weights (described with min_filters 1) build the same network; the jobs check them the same way
+    (``test_trained_models.py::test_weights_fit_a_model_when_they_build_its_network``)."""
+    config = load_default_config()
+    config["models"].update(weights="published", width=1.0)
+    config["training"]["epochs"] = 0
+    assert config["models"]["min_filters"] == 16
+    counts = job_counts(dry_run(tmp_path, config).stdout)
+    assert counts["import_published_weights"] == len(config["models"]["dims"]) and "train_model" not in counts
+
+
 # The cross-key checks are unit-tested in test_study_design.py; these few go through the real snakemake
 # to show that both the schema's and the design's errors stop a run before any job.
 BAD_CONFIGS = {
