@@ -15,6 +15,8 @@ The README's precision section gives the same figures.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import keras
 import nibabel as nib
 import numpy as np
@@ -23,7 +25,7 @@ import pytest
 from dmri_rcnn.cli.run_dmri_rcnn import main
 from dmri_rcnn.core.inference import infer
 from dmri_rcnn.core.model import get_1d_autoencoder, get_3d_autoencoder
-from dmri_rcnn.core.precision import choose_precision, cpu_bf16_kind
+from dmri_rcnn.core.precision import PRECISION_REQUESTS, choose_precision, cpu_bf16_kind
 from dmri_rcnn.errors import InputError
 
 NATIVE_BF16 = cpu_bf16_kind()[0]
@@ -112,6 +114,25 @@ def test_bf16_whole_volume_inference_close_to_fp32(fp32_and_bf16_3d):
 def test_unknown_precision_is_rejected():
     with pytest.raises(InputError, match="precision is 'fp8'; expected one of fp32, bf16, fp16"):
         get_1d_autoencoder(precision="fp8")
+    # one check, one message, wherever a precision is given (the model, its description, its training)
+    from dmri_rcnn.core.model_spec import ModelSpec
+    from dmri_rcnn.training import TrainingConfig
+
+    with pytest.raises(InputError, match="precision is 'fp8'; expected one of fp32, bf16, fp16$"):
+        ModelSpec(model_dim=1, q_in=6, shells=(1000,), precision="fp8")
+    with pytest.raises(InputError, match="precision is 'fp8'; expected one of fp32, bf16, fp16, auto$"):
+        TrainingConfig(model_dim=1, q_in=6, shells=(1000,), precision="fp8")
+
+
+def test_the_config_schema_and_the_command_offer_the_precisions_the_package_knows():
+    import yaml
+
+    from dmri_rcnn.cli.run_dmri_rcnn import build_parser
+
+    schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml").read_text())
+    assert tuple(schema["properties"]["training"]["properties"]["precision"]["enum"]) == PRECISION_REQUESTS
+    flag = next(action for action in build_parser()._actions if action.dest == "precision")
+    assert tuple(flag.choices) == PRECISION_REQUESTS
 
 
 AVX2 = {"avx2", "fma", "sse4_2"}
