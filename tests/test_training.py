@@ -267,6 +267,8 @@ def test_training_config_from_the_workflow_config():
         dataclasses.replace(config, model_dim=2)
     with pytest.raises(InputError, match="epochs is 0"):
         dataclasses.replace(config, epochs=0)
+    with pytest.raises(InputError, match="spec has lstm_size 32"):
+        dataclasses.replace(config, spec=dataclasses.replace(spec, lstm_size=32))
 
 
 def test_datasets_follow_the_configuration(records):

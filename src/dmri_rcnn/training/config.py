@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from dmri_rcnn.core.architecture import LSTM_UNITS, PATCH_SHAPE
 from dmri_rcnn.core.model_spec import ModelSpec
 from dmri_rcnn.core.precision import PRECISION_REQUESTS, check_precision
 from dmri_rcnn.errors import InputError
@@ -117,6 +118,11 @@ class TrainingConfig:
         object.__setattr__(self, "antipodal", bool(self.antipodal))
         if not isinstance(self.spec, ModelSpec):
             raise InputError(f"spec is a {type(self.spec).__name__}; expected a ModelSpec")
+        if (self.spec.lstm_size, self.spec.patch_shape) != (LSTM_UNITS, PATCH_SHAPE):
+            raise InputError(
+                f"spec has lstm_size {self.spec.lstm_size} and patch_shape {self.spec.patch_shape}; training "
+                f"builds the paper's ({LSTM_UNITS}, {PATCH_SHAPE})"
+            )
         if self.epochs < 1:
             raise InputError(f"epochs is {self.epochs}; expected at least 1")
         if self.loss not in LOSSES:
