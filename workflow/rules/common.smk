@@ -100,6 +100,15 @@ def container_image(kind):
     return design.container_image(config, kind)
 
 
+def gpus_per_job():
+    """GPUs a TensorFlow job (training, inference, super-resolution) holds: 1 when the run counts them.
+
+    `--resources gpu=1` then runs one such job at a time. Without it the count is 0: local runs keep their
+    parallelism, and a cluster profile's set-resources decides which jobs request a GPU.
+    """
+    return 1 if "gpu" in workflow.global_resources else 0
+
+
 def check_container_config():
     """Stop when --sdm apptainer is asked for without an image (all steps would quietly run on the host)."""
     methods = {str(m).lower() for m in workflow.deployment_settings.deployment_method}

@@ -21,6 +21,8 @@ rule infer:
     container:
         container_image("gpu")
     threads: 2
+    resources:
+        gpu=gpus_per_job(),
     params:
         # the model's name: the script rebuilds it from the config and checks the weights' description
         model=trained_model,

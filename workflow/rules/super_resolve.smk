@@ -19,6 +19,8 @@ rule super_resolve_subject:
     container:
         container_image("gpu")
     threads: 2
+    resources:
+        gpu=gpus_per_job(),
     params:
         settings=super_resolve_params,
         batch_size=config["inference"]["batch_size"],

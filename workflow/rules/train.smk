@@ -29,6 +29,8 @@ rule train_model:
     container:
         container_image("gpu")
     threads: config["training"]["threads"]
+    resources:
+        gpu=gpus_per_job(),
     params:
         # every setting of the training: a change retrains the model
         training=training_config,

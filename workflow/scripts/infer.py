@@ -2,6 +2,7 @@
 
 import logging
 
+from dmri_rcnn.core.precision import configure_devices
 from dmri_rcnn.study.models import model_spec
 from dmri_rcnn.study.logs import start_step
 from dmri_rcnn.study.predict_rcnn import predict_with_trained_model
@@ -9,6 +10,7 @@ from dmri_rcnn.training import configure_threads
 
 start_step(snakemake)
 configure_threads(snakemake.threads)
+configure_devices()
 spec = model_spec(snakemake.config, snakemake.params.model)
 predict_with_trained_model(
     context=snakemake.input.context,

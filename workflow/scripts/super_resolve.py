@@ -2,12 +2,14 @@
 
 import logging
 
+from dmri_rcnn.core.precision import configure_devices
 from dmri_rcnn.study.logs import start_step
 from dmri_rcnn.study.super_resolve import super_resolve_subject
 from dmri_rcnn.training import configure_threads
 
 start_step(snakemake)
 configure_threads(snakemake.threads)
+configure_devices()
 settings = snakemake.params.settings
 result = super_resolve_subject(
     files={key: snakemake.input[key] for key in ("dmri", "bvals", "bvecs", "mask")},

@@ -7,7 +7,7 @@ import os
 
 from dmri_rcnn.core.model.autoencoder import get_autoencoder
 from dmri_rcnn.core.model_spec import ModelSpec, read_model_spec, sidecar_path, write_model_spec
-from dmri_rcnn.core.precision import choose_precision
+from dmri_rcnn.core.precision import choose_precision, configure_devices
 from dmri_rcnn.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,8 @@ def load_trained_model(weights: str | os.PathLike, spec: ModelSpec | None = None
         the sidecar beside it (:func:`dmri_rcnn.core.model_spec.sidecar_path`) unless ``spec`` is given.
     spec : the description, if it is known otherwise (e.g. :func:`dmri_rcnn.core.model_spec.published_model_spec`).
     precision : ``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"auto"``; default: the spec's. The log says which
-        precision the model computes in, why, and on which devices.
+        precision the model computes in, why, and on which devices. GPU memory is allocated as needed
+        (:func:`dmri_rcnn.core.precision.configure_devices`) unless TensorFlow already uses the GPU.
 
     Returns
     -------
@@ -60,6 +61,7 @@ def load_trained_model(weights: str | os.PathLike, spec: ModelSpec | None = None
                 "unknown; weights trained by this package carry one (or build the model yourself and use "
                 "load_model_weights)"
             )
+    configure_devices()  # before the model touches a GPU: jobs sharing one must not each reserve it whole
     choice = choose_precision(precision or spec.precision)
     why = choice.reason if precision else f"as trained, from {described_by}"
     log.info("%s: %s, computing in %s (%s); devices: %s", weights, spec.describe(), choice.precision, why,
