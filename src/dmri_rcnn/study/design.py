@@ -265,10 +265,11 @@ def model_catalogue(cfg: dict) -> list[ModelSpec]:
     One model per dimension and evaluated setting (``3D_b1000_q6``), plus, when ``models.combined`` is
     enabled, one per dimension and q_in trained on all its shells (``3D_all_q10``).
     """
-    names = [f"{dim}D_b{shell}_q{q_in}" for shell, q_in in evaluation_settings(cfg) for dim in cfg["models"]["dims"]]
+    models = [(dim, (shell,), q_in) for shell, q_in in evaluation_settings(cfg) for dim in cfg["models"]["dims"]]
     combined = cfg["models"]["combined"]
     if combined["enabled"]:
-        names += [f"{dim}D_all_q{q_in}" for q_in in combined["q_in"] for dim in combined["dims"]]
+        models += [(dim, tuple(combined["shells"]), q_in) for q_in in combined["q_in"] for dim in combined["dims"]]
+    names = [ModelSpec(model_dim=dim, q_in=q_in, shells=shells).name for dim, shells, q_in in models]
     return [model_spec(cfg, name) for name in dict.fromkeys(names)]
 
 
