@@ -197,3 +197,44 @@ def test_training_profile_sorts_ops_by_kind():
     assert kind("mul_24", "Mul") == "optimizer and loss"
     assert kind("rcnn_1d/decoder/dcv1_concat/concat", "ConcatV2") == "other"
     assert set(profile_training_step.KINDS) >= {"convolution", "other"}
+
+
+@pytest.mark.slow
+def test_gpu_suite_smoke_measures_training_and_inference_on_the_cpu(tmp_path, monkeypatch):
+    import gpu_suite
+
+    monkeypatch.setattr(common, "RESULTS_DIR", tmp_path)
+    table = gpu_suite.main(["--smoke", "--skip", "studies"])
+    rows = {tuple(row[:5]): row for row in table.rows}
+    for precision, xla in (("fp32", "on"), ("bf16", "off"), ("fp16", "off")):
+        examples_per_s = rows[("training", "1D width 0.05", precision, xla, "2")][5]
+        assert float(examples_per_s) > 0, (precision, table.text())
+    inference = [row for row in table.rows if row[0] == "inference"]
+    assert [(row[1][:2], row[2]) for row in inference] == [("1D", "fp32"), ("1D", "bf16"), ("3D", "fp32"), ("3D", "bf16")]
+    assert all(float(row[6]) > 0 and row[7] == "—" for row in inference), table.text()  # no GPU: no GPU memory
+    assert "| training | 1D width 0.05 | fp32 | on | 2 |" in (tmp_path / "gpu_suite_smoke.md").read_text()
+
+
+def test_gpu_suite_runs_the_studies_as_the_readme_says_and_orders_methods_by_mae(tmp_path, monkeypatch):
+    import gpu_suite
+
+    commands = []
+
+    def finished_study(command, env, workdir, timeout, log):
+        commands.append((list(command), env))
+        assert command[command.index("--directory") + 1] == str(workdir)
+        summary = workdir / "results" / "summary.tsv"
+        summary.parent.mkdir(parents=True)
+        summary.write_text("shell\tq_in\tmethod\tmae\n1000\t6\tSH\t203.5\n1000\t6\t3D\t166.8\n1000\t6\t1D\t194.8\n")
+        return 0, 12.5
+
+    monkeypatch.setattr(common, "RESULTS_DIR", tmp_path)
+    monkeypatch.setattr(gpu_suite, "run_stoppable", finished_study)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    table = gpu_suite.main(["--skip", "training", "inference", "--cores", "16"])
+    assert [row[1] for row in table.rows] == ["default: b1000 q_in 6", "cpu-study: b1000 q_in 6"]
+    assert all(row[8] == "3D 166.8 < 1D 194.8 < SH 203.5" and row[6] == "12.5" for row in table.rows)
+    (default, env), (cpu_study, _) = commands
+    assert default[default.index("--cores") + 1] == "16" and default[-2:] == ["--resources", "gpu=1"]
+    assert "--configfile" not in default and cpu_study[cpu_study.index("--configfile") + 1].endswith("config/cpu-study.yaml")
+    assert env["CUDA_VISIBLE_DEVICES"] == "1"  # the studies see the GPU the suite was given
