@@ -204,7 +204,7 @@ def test_gpu_suite_smoke_measures_training_and_inference_on_the_cpu(tmp_path, mo
     import gpu_suite
 
     monkeypatch.setattr(common, "RESULTS_DIR", tmp_path)
-    table = gpu_suite.main(["--smoke", "--skip", "studies"])
+    table = gpu_suite.main(["--smoke", "--skip", "studies", "--minutes", "20"])  # time to spare on a busy machine
     rows = {tuple(row[:5]): row for row in table.rows}
     for precision, xla in (("fp32", "on"), ("bf16", "off"), ("fp16", "off")):
         examples_per_s = rows[("training", "1D width 0.05", precision, xla, "2")][5]
