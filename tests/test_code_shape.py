@@ -1,0 +1,72 @@
+"""The package's functions stay small: no public function or method takes more than 10 parameters or runs
+over 80 lines. Settings that travel together become one object (as ``TrainingConfig`` did), and long bodies
+are split into named helpers."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "dmri_rcnn"
+MAX_PARAMETERS = 10
+MAX_LINES = 80
+
+#: Functions still over a limit, each with the reason it is not yet split. This list only shrinks.
+ALLOWED = {
+    "core/inference.py::infer": "inference settings are separate keywords; tiling and the batch loop in one body",
+    "core/super_resolution.py::super_resolve": "context and inference settings are separate keywords",
+    "core/super_resolution.py::super_resolve_files": "passes scale on as its own keyword",
+    "study/design.py::check_config": "every section's checks in one body",
+    "evaluation/dti.py::fit_dti_in_blocks": "block loop, fitting and NIfTI writing in one body; to split",
+    "evaluation/evaluate.py::fit_dti_with_targets": "passes evaluate_prediction's DTI settings one by one",
+    "evaluation/evaluate.py::evaluate_prediction": "its DTI, SH and output settings are separate keywords",
+    "simulation.py::simulate_subject": "phantom, acquisition and noise settings are separate keywords",
+    "training/train.py::train_model": "the training loop is being reworked for several GPUs",
+}
+
+
+def _parameter_count(node: ast.FunctionDef | ast.AsyncFunctionDef, in_class: bool) -> int:
+    """Named parameters; ``self``/``cls`` of a method and ``*args``/``**kwargs`` are not counted."""
+    args = node.args
+    names = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs]
+    if in_class and names and names[0] in ("self", "cls"):
+        names = names[1:]
+    return len(names)
+
+
+def _public_functions():
+    """(``path::qualified name``, parameters, lines) of every public function and method of the package."""
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE).as_posix()
+
+        def visit(node, prefix, public, in_class):
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    if public and not child.name.startswith("_"):
+                        lines = child.end_lineno - child.lineno + 1
+                        yield f"{relative}::{prefix}{child.name}", _parameter_count(child, in_class), lines
+                elif isinstance(child, ast.ClassDef):
+                    yield from visit(child, f"{prefix}{child.name}.", public and not child.name.startswith("_"), True)
+
+        yield from visit(ast.parse(path.read_text(), filename=str(path)), "", True, False)
+
+
+def _offenders() -> dict[str, str]:
+    return {
+        name: f"{parameters} parameters, {lines} lines"
+        for name, parameters, lines in _public_functions()
+        if parameters > MAX_PARAMETERS or lines > MAX_LINES
+    }
+
+
+def test_public_functions_are_small():
+    new = {name: shape for name, shape in _offenders().items() if name not in ALLOWED}
+    assert not new, (
+        f"public functions over {MAX_PARAMETERS} parameters or {MAX_LINES} lines: {new}; group settings that "
+        "travel together into one object, or split the body into helpers"
+    )
+
+
+def test_allow_list_only_shrinks():
+    fixed = sorted(set(ALLOWED) - set(_offenders()))
+    assert not fixed, f"now within the limits, remove from ALLOWED: {fixed}"
