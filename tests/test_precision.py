@@ -209,9 +209,9 @@ def test_cli_precision_flag(tmp_path, capsys):
         return np.asarray(image.dataobj) / 4000
 
     assert_close_to_fp32(run("bf16"), run("fp32"))
-    assert "Precision -> precision bf16 (asked for" in capsys.readouterr().out
+    assert "Precision -> bf16 (asked for" in capsys.readouterr().out
     auto = run("auto")
-    assert f"Precision -> precision {choose_precision('auto').precision} (auto: " in capsys.readouterr().out
+    assert f"Precision -> {choose_precision('auto').precision} (auto: " in capsys.readouterr().out
     assert auto.shape == (10, 10, 10, 3)
     with pytest.raises(SystemExit) as exit_info:
         main(["-dmri_in", "x", "-bvec_in", "x", "-bvec_out", "x", "-mask", "x", "-dmri_out", "x.nii.gz",

@@ -296,7 +296,7 @@ def build_model(args, weights, spec):
 
     configure_devices()
     choice = choose_precision(getattr(args, "precision", "fp32"))
-    print(f"    Precision -> {choice.describe()}")
+    print(f"    Precision -> {choice.precision} ({choice.reason}); devices: {choice.devices}")
     precision = choice.precision
     if spec is not None:
         return load_trained_model(weights, spec, precision=precision)
