@@ -15,7 +15,9 @@ does not grow with the number of patches; ``q_out_chunk`` bounds it in the numbe
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -111,6 +113,84 @@ def overlap_padding(spatial_shape, stride: int, patch: int = 10) -> np.ndarray:
     return np.asarray(padding, dtype=np.int64)
 
 
+@dataclass(frozen=True)
+class InferenceSettings:
+    """How :func:`infer` runs the model; the same numbers whatever the settings, up to float rounding.
+
+    batch_size : patches per model call.
+    overlap : if True, patches every ``stride`` voxels blended with :func:`blending_window`.
+    stride : patch spacing with ``overlap`` (must divide into 1..10).
+    q_out_chunk : decode at most this many target directions at once (same result up to float rounding,
+        less memory). None: ``DECODE_PAIRS // batch_size`` (12 at batch size 4; twice that for a bf16 model).
+    progress : show a tqdm bar over patches.
+    """
+
+    batch_size: int = 4
+    overlap: bool = False
+    stride: int = 5
+    q_out_chunk: int | None = None
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, found {self.batch_size}")
+        if self.q_out_chunk is not None and self.q_out_chunk < 1:
+            raise InputError(f"q_out_chunk must be >= 1, found {self.q_out_chunk}")
+        patch = PATCH_SHAPE[0]
+        if self.overlap and not 1 <= self.stride <= patch:
+            raise InputError(f"stride must be between 1 and {patch}, found {self.stride}")
+
+    @classmethod
+    def with_options(cls, settings, options: dict, caller: str):
+        """``settings`` (or the defaults) with the keyword ``options`` a caller passed one by one."""
+        unknown = sorted(set(options) - {field.name for field in dataclasses.fields(cls)})
+        if unknown:
+            raise TypeError(f"{caller}() got unexpected keyword argument(s) {', '.join(unknown)}")
+        return dataclasses.replace(settings if settings is not None else cls(), **options)
+
+
+def _divisor(shell, scale) -> float:
+    if scale is None:
+        if shell is None:
+            raise InputError("infer: give either shell (1000, 2000, 3000) or scale")
+        scale = shell_scale(shell)
+    scale = float(scale)
+    if not np.isfinite(scale) or scale <= 0:
+        raise InputError(f"infer: scale must be a positive number, found {scale}")
+    return scale
+
+
+def _patch_corners(brain: np.ndarray, step: int) -> np.ndarray:
+    """(n_kept, 3) corners, in raster order (k fastest), of the patches every ``step`` voxels that hold a
+    mask voxel of the padded ``brain``."""
+    windows = np.lib.stride_tricks.sliding_window_view(brain, PATCH_SHAPE)[::step, ::step, ::step]
+    return np.stack(np.nonzero(windows.any(axis=(3, 4, 5))), axis=1) * step
+
+
+def _predict_patches(model, scaled, corners, bvec_in, bvec_out, settings: InferenceSettings):
+    """Yield ``(corners (n, 3), (ii, jj, kk) voxel indices, prediction (n, 10, 10, 10, q_out))`` per batch
+    of the patches of the padded, scaled ``(I, J, K, q_in)`` volume."""
+    predictor = _Predictor(model)
+    offsets = np.arange(PATCH_SHAPE[0])
+    q_in, q_out, batch_size = scaled.shape[3], bvec_out.shape[1], settings.batch_size
+    with tqdm(total=len(corners), unit="patch", desc="RCNN inference", disable=not settings.progress) as bar:
+        for start in range(0, len(corners), batch_size):
+            batch = corners[start : start + batch_size]
+            n = len(batch)
+            ii = (batch[:, 0, None] + offsets)[:, :, None, None]
+            jj = (batch[:, 1, None] + offsets)[:, None, :, None]
+            kk = (batch[:, 2, None] + offsets)[:, None, None, :]
+            images = np.moveaxis(scaled[ii, jj, kk], -1, 1)  # (n, q_in, 10, 10, 10)
+            predicted = predictor(
+                images,
+                np.broadcast_to(bvec_in.T, (n, q_in, 3)),
+                np.broadcast_to(bvec_out.T, (n, q_out, 3)),
+                settings.q_out_chunk,
+            )
+            yield batch, (ii, jj, kk), np.moveaxis(predicted, 1, -1)
+            bar.update(n)
+
+
 def infer(
     dmri: np.ndarray,
     bvec_in: np.ndarray,
@@ -119,11 +199,8 @@ def infer(
     model,
     shell: int | None = None,
     scale: float | None = None,
-    batch_size: int = 4,
-    overlap: bool = False,
-    stride: int = 5,
-    q_out_chunk: int | None = None,
-    progress: bool = True,
+    settings: InferenceSettings | None = None,
+    **options,
 ) -> np.ndarray:
     """Predict the dMRI volumes of ``bvec_out`` from the context volumes ``dmri``.
 
@@ -138,52 +215,31 @@ def infer(
     shell : b-value (1000, 2000, 3000 s/mm²) selecting the original's constant divisor; ignored if
         ``scale`` is given.
     scale : divisor of the signal (e.g. :func:`dmri_rcnn.core.processing.scaling.percentile_scale`).
-    batch_size : patches per model call.
-    overlap : if True, patches every ``stride`` voxels blended with :func:`blending_window`.
-    stride : patch spacing with ``overlap`` (must divide into 1..10).
-    q_out_chunk : decode at most this many target directions at once (same result up to float rounding,
-        less memory). None: ``DECODE_PAIRS // batch_size`` (12 at batch size 4; twice that for a bf16 model).
-    progress : show a tqdm bar over patches.
+    settings : :class:`InferenceSettings`; None = the defaults.
+    **options : any field of :class:`InferenceSettings` by name (``batch_size``, ``overlap``, ``stride``,
+        ``q_out_chunk``, ``progress``), overriding ``settings``.
 
     Returns
     -------
     (i, j, k, q_out) float32, predicted signal in the units of ``dmri``.
     """
+    settings = InferenceSettings.with_options(settings, options, "infer")
     dmri = np.asarray(dmri)
     bvec_in = np.asarray(bvec_in, dtype=np.float32)
     bvec_out = np.asarray(bvec_out, dtype=np.float32)
     mask = np.asarray(mask)
     bvec_in, bvec_out = _check_inputs(dmri, bvec_in, bvec_out, mask)
-    if scale is None:
-        if shell is None:
-            raise InputError("infer: give either shell (1000, 2000, 3000) or scale")
-        scale = shell_scale(shell)
-    scale = float(scale)
-    if not np.isfinite(scale) or scale <= 0:
-        raise InputError(f"infer: scale must be a positive number, found {scale}")
-    if batch_size < 1:
-        raise InputError(f"batch_size must be >= 1, found {batch_size}")
-    if q_out_chunk is not None and q_out_chunk < 1:
-        raise InputError(f"q_out_chunk must be >= 1, found {q_out_chunk}")
-    patch = PATCH_SHAPE[0]
-    if overlap and not 1 <= stride <= patch:
-        raise InputError(f"stride must be between 1 and {patch}, found {stride}")
-    step = stride if overlap else patch
+    scale = _divisor(shell, scale)
+    patch, overlap = PATCH_SHAPE[0], settings.overlap
+    step = settings.stride if overlap else patch
 
     spatial = dmri.shape[:3]
     q_out = bvec_out.shape[1]
     padding = overlap_padding(spatial, step, patch) if overlap else central_padding(spatial, PATCH_SHAPE)
     pad_width = [tuple(int(p) for p in pair) for pair in padding]
     scaled = np.pad(dmri.astype(np.float32) / scale, pad_width + [(0, 0)])
-    brain = np.pad(mask > 0, pad_width)
     padded_shape = scaled.shape[:3]
-
-    # Patch corners on a regular grid; keep those with at least one mask voxel.
-    grid = [np.arange(0, n - patch + 1, step) for n in padded_shape]
-    windows = np.lib.stride_tricks.sliding_window_view(brain, PATCH_SHAPE)[:: step, :: step, :: step]
-    keep = windows.any(axis=(3, 4, 5))
-    corners = np.stack(np.nonzero(keep), axis=1) * step  # (n_kept, 3) in raster order, k fastest
-    assert windows.shape[:3] == tuple(len(g) for g in grid)
+    corners = _patch_corners(np.pad(mask > 0, pad_width), step)
 
     output = np.zeros(padded_shape + (q_out,), dtype=np.float32)
     if overlap:
@@ -197,31 +253,14 @@ def infer(
             0, 2, 4, 1, 3, 5, 6
         )
 
-    predictor = _Predictor(model)
-    offsets = np.arange(patch)
-    q_in = dmri.shape[3]
-    with tqdm(total=len(corners), unit="patch", desc="RCNN inference", disable=not progress) as bar:
-        for start in range(0, len(corners), batch_size):
-            batch = corners[start : start + batch_size]
-            n = len(batch)
-            ii = (batch[:, 0, None] + offsets)[:, :, None, None]
-            jj = (batch[:, 1, None] + offsets)[:, None, :, None]
-            kk = (batch[:, 2, None] + offsets)[:, None, None, :]
-            images = np.moveaxis(scaled[ii, jj, kk], -1, 1)  # (n, q_in, 10, 10, 10)
-            predicted = predictor(
-                images,
-                np.broadcast_to(bvec_in.T, (n, q_in, 3)),
-                np.broadcast_to(bvec_out.T, (n, q_out, 3)),
-                q_out_chunk,
-            )
-            predicted = np.moveaxis(predicted, 1, -1)  # (n, 10, 10, 10, q_out)
-            if overlap:
-                # Patches of one batch may overlap each other: unbuffered add.at sums repeated voxels.
-                np.add.at(output, (ii, jj, kk), predicted * window[None, ..., None])
-                np.add.at(weight, (ii, jj, kk), np.broadcast_to(window, (n,) + PATCH_SHAPE))
-            else:
-                blocks[batch[:, 0] // patch, batch[:, 1] // patch, batch[:, 2] // patch] = predicted
-            bar.update(n)
+    predictions = _predict_patches(model, scaled, corners, bvec_in, bvec_out, settings)
+    for batch, (ii, jj, kk), predicted in predictions:
+        if overlap:
+            # Patches of one batch may overlap each other: unbuffered add.at sums repeated voxels.
+            np.add.at(output, (ii, jj, kk), predicted * window[None, ..., None])
+            np.add.at(weight, (ii, jj, kk), np.broadcast_to(window, (len(batch),) + PATCH_SHAPE))
+        else:
+            blocks[batch[:, 0] // patch, batch[:, 1] // patch, batch[:, 2] // patch] = predicted
 
     if overlap:
         np.divide(output, weight[..., None], out=output, where=weight[..., None] > 0)

@@ -11,11 +11,13 @@ Volumes of other shells are not part of the output (the model predicts one shell
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from dmri_rcnn.core.inference import InferenceSettings
 from dmri_rcnn.core.io import B0_THRESHOLD
 from dmri_rcnn.core.processing.directions import hcp_like_scheme
 from dmri_rcnn.core.processing.scaling import intensity_scale
@@ -76,6 +78,26 @@ def target_directions(targets: str | int | PathLike, shell: int, seed: int = 0) 
     return bvecs / norms
 
 
+@dataclass(frozen=True)
+class SuperResolutionSettings(InferenceSettings):
+    """How :func:`super_resolve` reads the scan and chooses its context, and how it runs the model (the
+    fields of :class:`dmri_rcnn.core.inference.InferenceSettings`).
+
+    tolerance : volumes within this of the shell's b-value (s/mm²) are the context.
+    b0_threshold : volumes with b below it are b0 volumes (kept in the output).
+    context_size : the model's q_in. None: every volume of the shell is context. If the shell has more
+        volumes, this many well-spread ones are the context (farthest-point selection,
+        :func:`dmri_rcnn.core.processing.directions.select_context_directions` with ``seed`` and
+        ``antipodal``) and the other volumes of the shell are left out of the output; fewer is an error.
+    """
+
+    tolerance: float = SHELL_TOLERANCE
+    b0_threshold: float = B0_THRESHOLD
+    context_size: int | None = None
+    seed: int = 0
+    antipodal: bool = True
+
+
 def super_resolve(
     dmri: np.ndarray,
     bvals: np.ndarray,
@@ -85,15 +107,8 @@ def super_resolve(
     shell: int,
     target_bvecs: np.ndarray,
     scale: float | str | None = None,
-    tolerance: float = SHELL_TOLERANCE,
-    b0_threshold: float = B0_THRESHOLD,
-    batch_size: int = 4,
-    overlap: bool = False,
-    q_out_chunk: int | None = None,
-    progress: bool = True,
-    context_size: int | None = None,
-    seed: int = 0,
-    antipodal: bool = True,
+    settings: SuperResolutionSettings | None = None,
+    **options,
 ) -> SuperResolved:
     """Predict the ``target_bvecs`` volumes of ``shell`` from the scan's own volumes of that shell.
 
@@ -103,17 +118,15 @@ def super_resolve(
     bvals : (q,) s/mm²; bvecs : (3, q).
     mask : (i, j, k) brain mask (> 0 is brain).
     model : keras.Model from :mod:`dmri_rcnn.core.model`.
-    shell : b-value (s/mm²) of the context and the targets; volumes within ``tolerance`` of it are the
-        context (all of them, in file order).
+    shell : b-value (s/mm²) of the context and the targets; volumes within ``settings.tolerance`` of it
+        are the context (all of them, in file order, unless ``settings.context_size`` chooses).
     target_bvecs : (3, q_out) directions to predict.
     scale : signal divisor, or the model's scaling (``"shell"``, ``"percentile"``: the divisor is then
         :func:`dmri_rcnn.core.processing.scaling.intensity_scale` of the context); None = ``"shell"``.
-    b0_threshold : volumes with b below it are b0 volumes (kept in the output).
-    batch_size, overlap, q_out_chunk, progress : as :func:`dmri_rcnn.core.inference.infer`.
-    context_size : the model's q_in. None: every volume of the shell is context. If the shell has more
-        volumes, this many well-spread ones are the context (farthest-point selection,
-        :func:`dmri_rcnn.core.processing.directions.select_context_directions` with ``seed`` and
-        ``antipodal``) and the other volumes of the shell are left out of the output; fewer is an error.
+    settings : :class:`SuperResolutionSettings`; None = the defaults.
+    **options : any field of :class:`SuperResolutionSettings` by name (``tolerance``, ``b0_threshold``,
+        ``context_size``, ``seed``, ``antipodal``, ``batch_size``, ``overlap``, ``q_out_chunk``,
+        ``progress``, ...), overriding ``settings``.
 
     Returns
     -------
@@ -122,6 +135,8 @@ def super_resolve(
     """
     from dmri_rcnn.core.inference import infer
 
+    settings = SuperResolutionSettings.with_options(settings, options, "super_resolve")
+    tolerance, context_size = settings.tolerance, settings.context_size
     dmri = np.asarray(dmri)
     bvals = np.asarray(bvals, dtype=np.float64).ravel()
     bvecs = np.asarray(bvecs, dtype=np.float64)
@@ -144,16 +159,16 @@ def super_resolve(
             )
         from dmri_rcnn.core.processing.directions import select_context_directions
 
-        chosen, _ = select_context_directions(bvecs[:, context], int(context_size), seed, antipodal=antipodal)
+        chosen, _ = select_context_directions(
+            bvecs[:, context], int(context_size), settings.seed, antipodal=settings.antipodal
+        )
         context = np.sort(context[chosen])
-    is_b0 = bvals < b0_threshold
+    is_b0 = bvals < settings.b0_threshold
     keep = np.flatnonzero(is_b0 | np.isin(np.arange(bvals.size), context))
     if scale is None or isinstance(scale, str):
         scale = intensity_scale(scale or "shell", shell, dmri[..., context], mask)
-    predicted = infer(
-        dmri[..., context], bvecs[:, context], target_bvecs, mask, model, shell=shell, scale=scale,
-        batch_size=batch_size, overlap=overlap, q_out_chunk=q_out_chunk, progress=progress,
-    )
+    predicted = infer(dmri[..., context], bvecs[:, context], target_bvecs, mask, model, shell=shell, scale=scale,
+                      settings=settings)
     dtype = np.result_type(dmri.dtype, np.float32)
     volumes = np.concatenate([dmri[..., keep].astype(dtype), predicted.astype(dtype)], axis=3)
     out_bvals = np.concatenate([bvals[keep], np.full(target_bvecs.shape[1], float(shell))])
@@ -173,10 +188,11 @@ def super_resolve_files(
     out_dmri: PathLike,
     out_bvals: PathLike,
     out_bvecs: PathLike,
-    scale: float | str | None = None,
-    **kwargs,
+    **options,
 ) -> SuperResolved:
     """:func:`super_resolve` from files to files, keeping the scan's header (affine, voxel sizes, units).
+
+    ``options`` are :func:`super_resolve`'s ``scale``, ``settings`` or any of its settings by name.
 
     The three outputs are written atomically, the image last.
     """
@@ -192,7 +208,7 @@ def super_resolve_files(
         raise InputError(f"{mask}: mask shape {brain.shape} differs from the scan's spatial shape {data.shape[:3]}")
     table_bvals = io.load_bval(bvals, dtype=np.float64)
     table_bvecs = io.load_bvec(bvecs, dtype=np.float64)
-    result = super_resolve(data, table_bvals, table_bvecs, brain, model, shell, target_bvecs, scale=scale, **kwargs)
+    result = super_resolve(data, table_bvals, table_bvecs, brain, model, shell, target_bvecs, **options)
     io.save_bval(result.bvals, out_bvals)
     io.save_bvec(result.bvecs, out_bvecs)
     io.save_nifti(result.dmri, image.affine, out_dmri, header=image.header)
