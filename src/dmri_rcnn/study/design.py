@@ -71,55 +71,9 @@ def check_config(cfg: dict) -> None:
     """
     subjects = cfg["subjects"]
     nothing_trained = int(cfg["training"]["epochs"]) == 0
-    for group in SUBJECT_GROUPS:
-        # Nothing is trained with epochs 0 (weights from elsewhere): no training subjects needed.
-        if not subjects[group] and not (group == "train" and nothing_trained):
-            raise ConfigError(f"subjects.{group}", "the list is empty; name at least one subject")
-        duplicates = sorted({s for s in subjects[group] if subjects[group].count(s) > 1})
-        if duplicates:
-            raise ConfigError(f"subjects.{group}", f"lists {', '.join(duplicates)} more than once")
-    for index, first in enumerate(SUBJECT_GROUPS):
-        for second in SUBJECT_GROUPS[index + 1 :]:
-            shared = sorted(set(subjects[first]) & set(subjects[second]))
-            if shared:
-                raise ConfigError(
-                    f"subjects.{second}",
-                    f"subject {', '.join(shared)} is also in subjects.{first}; "
-                    "training, validation and test subjects must not overlap",
-                )
-    shells_seen = set()
-    for index, setting in enumerate(cfg["evaluation"]):
-        key = f"evaluation[{index}]"
-        if setting["shell"] not in KNOWN_SHELLS:
-            raise ConfigError(
-                f"{key}.shell", f"unknown shell {setting['shell']}; expected one of {_one_of(KNOWN_SHELLS)}"
-            )
-        if setting["shell"] in shells_seen:
-            raise ConfigError(f"{key}.shell", f"shell {setting['shell']} is listed twice")
-        shells_seen.add(setting["shell"])
-        for q_in in setting["q_in"]:
-            if q_in not in KNOWN_Q_IN:
-                raise ConfigError(
-                    f"{key}.q_in", f"q_in {q_in} is not supported; expected one of {_one_of(KNOWN_Q_IN)}"
-                )
-    combined = cfg["models"]["combined"]
-    if combined["enabled"]:
-        for shell in combined["shells"]:
-            if shell not in KNOWN_SHELLS:
-                raise ConfigError(
-                    "models.combined.shells", f"unknown shell {shell}; expected one of {_one_of(KNOWN_SHELLS)}"
-                )
-        for q_in in combined["q_in"]:
-            if q_in not in KNOWN_Q_IN:
-                raise ConfigError(
-                    "models.combined.q_in", f"q_in {q_in} is not supported; expected one of {_one_of(KNOWN_Q_IN)}"
-                )
-        if len(set(combined["shells"])) < 2:
-            raise ConfigError(
-                "models.combined.shells",
-                f"{list(combined['shells'])} names one shell; a combined model is trained on several "
-                "(the per-shell models cover one)",
-            )
+    _check_subjects(subjects, nothing_trained)
+    _check_evaluation(cfg["evaluation"])
+    _check_combined(cfg["models"]["combined"])
     slab = cfg["preprocess"].get("test_slab")
     if slab is not None and not 0 <= slab[0] < slab[1]:
         raise ConfigError("preprocess.test_slab", f"[{slab[0]}, {slab[1]}) is empty; expected 0 <= first < stop")
@@ -143,6 +97,66 @@ def check_config(cfg: dict) -> None:
             "report.example_subject",
             f"{example} is not a test subject; expected one of {', '.join(subjects['test'])} (or null for the first)",
         )
+
+
+def _check_subjects(subjects: dict, nothing_trained: bool) -> None:
+    """Every group named, no subject twice, no subject in two groups."""
+    for group in SUBJECT_GROUPS:
+        # Nothing is trained with epochs 0 (weights from elsewhere): no training subjects needed.
+        if not subjects[group] and not (group == "train" and nothing_trained):
+            raise ConfigError(f"subjects.{group}", "the list is empty; name at least one subject")
+        duplicates = sorted({s for s in subjects[group] if subjects[group].count(s) > 1})
+        if duplicates:
+            raise ConfigError(f"subjects.{group}", f"lists {', '.join(duplicates)} more than once")
+    for index, first in enumerate(SUBJECT_GROUPS):
+        for second in SUBJECT_GROUPS[index + 1 :]:
+            shared = sorted(set(subjects[first]) & set(subjects[second]))
+            if shared:
+                raise ConfigError(
+                    f"subjects.{second}",
+                    f"subject {', '.join(shared)} is also in subjects.{first}; "
+                    "training, validation and test subjects must not overlap",
+                )
+
+
+def _check_evaluation(settings: list) -> None:
+    """Known shells, each once, and supported q_in."""
+    shells_seen = set()
+    for index, setting in enumerate(settings):
+        key = f"evaluation[{index}]"
+        if setting["shell"] not in KNOWN_SHELLS:
+            raise ConfigError(
+                f"{key}.shell", f"unknown shell {setting['shell']}; expected one of {_one_of(KNOWN_SHELLS)}"
+            )
+        if setting["shell"] in shells_seen:
+            raise ConfigError(f"{key}.shell", f"shell {setting['shell']} is listed twice")
+        shells_seen.add(setting["shell"])
+        for q_in in setting["q_in"]:
+            if q_in not in KNOWN_Q_IN:
+                raise ConfigError(
+                    f"{key}.q_in", f"q_in {q_in} is not supported; expected one of {_one_of(KNOWN_Q_IN)}"
+                )
+
+
+def _check_combined(combined: dict) -> None:
+    """A combined model: known shells (two or more) and supported q_in."""
+    if combined["enabled"]:
+        for shell in combined["shells"]:
+            if shell not in KNOWN_SHELLS:
+                raise ConfigError(
+                    "models.combined.shells", f"unknown shell {shell}; expected one of {_one_of(KNOWN_SHELLS)}"
+                )
+        for q_in in combined["q_in"]:
+            if q_in not in KNOWN_Q_IN:
+                raise ConfigError(
+                    "models.combined.q_in", f"q_in {q_in} is not supported; expected one of {_one_of(KNOWN_Q_IN)}"
+                )
+        if len(set(combined["shells"])) < 2:
+            raise ConfigError(
+                "models.combined.shells",
+                f"{list(combined['shells'])} names one shell; a combined model is trained on several "
+                "(the per-shell models cover one)",
+            )
 
 
 def _check_synthetic(cfg: dict, nothing_trained: bool) -> None:
