@@ -9,7 +9,13 @@ Typical use::
 """
 
 from dmri_rcnn.evaluation.dti import FA_THRESHOLD, DTIMaps, axis_angle_deg, dti_errors, fit_dti, fit_dti_in_blocks
-from dmri_rcnn.evaluation.evaluate import dominant_fibre_direction, evaluate_prediction, fit_dti_with_targets, stack_for_dti
+from dmri_rcnn.evaluation.evaluate import (
+    DTIInputs,
+    dominant_fibre_direction,
+    evaluate_prediction,
+    fit_dti_with_targets,
+    stack_for_dti,
+)
 from dmri_rcnn.evaluation.metrics import (
     data_range,
     mean_absolute_error,
@@ -40,6 +46,7 @@ from dmri_rcnn.evaluation.summary import METHOD_ORDER, read_metric_tables, summa
 __all__ = [
     "DEFAULT_SH_ORDERS",
     "DEFAULT_SH_SMOOTHS",
+    "DTIInputs",
     "DTIMaps",
     "FA_THRESHOLD",
     "METHOD_ORDER",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -108,9 +110,7 @@ def fit_dti_with_targets(
     mask,
     context_bvals=None,
     target_bvals=None,
-    *,
-    block_voxels: int = DTI_BLOCK_VOXELS,
-    progress: bool = False,
+    **fit_options,
 ) -> DTIMaps:
     """DTI maps from b0 + context + ``targets`` (acquired for the reference, predicted for a method).
 
@@ -119,10 +119,69 @@ def fit_dti_with_targets(
     as given (float32 stays float32), the maps and one block.
 
     ``context_bvals`` / ``target_bvals``: per-volume b-values, see :func:`stack_for_dti`.
-    ``block_voxels``, ``progress``: see :func:`dmri_rcnn.evaluation.dti.fit_dti_in_blocks`.
+    ``fit_options``: ``block_voxels`` and ``progress`` of :func:`dmri_rcnn.evaluation.dti.fit_dti_in_blocks`.
     """
+    unknown = sorted(set(fit_options) - {"block_voxels", "progress"})
+    if unknown:
+        raise TypeError(f"fit_dti_with_targets() got unexpected keyword argument(s) {', '.join(unknown)}")
     images, bvals, bvecs = _dti_images(b0, context, targets, context_bvecs, target_bvecs, bval, context_bvals, target_bvals)
-    return fit_dti_in_blocks(images, bvals, bvecs, mask, block_voxels=block_voxels, progress=progress)
+    return fit_dti_in_blocks(images, bvals, bvecs, mask, **fit_options)
+
+
+@dataclass(frozen=True)
+class DTIInputs:
+    """What :func:`evaluate_prediction`'s tensor fits need beside the b0 and the target volumes.
+
+    context : (i, j, k, q_in) array_like
+        Acquired context volumes: tensors are fitted on b0 + context + predicted vs b0 + context +
+        acquired targets. The DTI metrics need ``context``, ``context_bvecs``, ``target_bvecs`` and
+        ``bval`` together.
+    context_bvecs, target_bvecs : (3, q) array_like
+    bval : float
+        Shell b-value (s/mm^2).
+    context_bvals, target_bvals : (q_in,), (q_out,) array_like, optional
+        Acquired b-values of the context and target volumes; the DTI fit uses them instead of ``bval``.
+    reference_dti : DTIMaps, optional
+        Precomputed reference maps (b0 + context + acquired targets) to avoid refitting for each method.
+    dti_block_voxels : int
+        Masked voxels per block of the tensor fits (:func:`dmri_rcnn.evaluation.dti.fit_dti_in_blocks`).
+    progress : bool
+        Progress bars for the tensor fits.
+    """
+
+    context: object = None
+    context_bvecs: object = None
+    target_bvecs: object = None
+    bval: float | None = None
+    context_bvals: object = None
+    target_bvals: object = None
+    reference_dti: DTIMaps | None = None
+    dti_block_voxels: int = DTI_BLOCK_VOXELS
+    progress: bool = False
+
+    @classmethod
+    def with_fields(cls, dti, fields: dict) -> DTIInputs:
+        """``dti`` (or no DTI inputs) with the ``fields`` :func:`evaluate_prediction` was given by name."""
+        unknown = sorted(set(fields) - {field.name for field in dataclasses.fields(cls)})
+        if unknown:
+            raise TypeError(f"evaluate_prediction() got unexpected keyword argument(s) {', '.join(unknown)}")
+        return dataclasses.replace(dti if dti is not None else cls(), **fields)
+
+    @property
+    def given(self) -> bool:
+        """True when the DTI metrics are asked for; an error when only some of the four inputs are given."""
+        required = (self.context, self.context_bvecs, self.target_bvecs, self.bval)
+        with_dti = all(item is not None for item in required)
+        if not with_dti and any(item is not None for item in required):
+            raise InputError("DTI metrics need all of context, context_bvecs, target_bvecs and bval")
+        return with_dti
+
+    def fit(self, b0, targets, mask) -> DTIMaps:
+        """Tensor maps of b0 + context + ``targets`` (:func:`fit_dti_with_targets`)."""
+        return fit_dti_with_targets(
+            b0, self.context, targets, self.context_bvecs, self.target_bvecs, self.bval, mask,
+            self.context_bvals, self.target_bvals, block_voxels=self.dti_block_voxels, progress=self.progress,
+        )
 
 
 def dominant_fibre_direction(fibre_dirs, fibre_fractions, min_fraction: float = 0.6) -> np.ndarray:
@@ -156,25 +215,66 @@ def dominant_fibre_direction(fibre_dirs, fibre_fractions, min_fraction: float = 
     return np.where(((total > 0) & (share >= min_fraction))[..., None], direction, 0.0)
 
 
+def _check_regions(shape, with_dti: bool, true_pdd, tissue_map):
+    """``true_pdd`` as float64 (i, j, k, 3) and ``tissue_map`` as (i, j, k) labels, each None if not given."""
+    truth = labels = None
+    if true_pdd is not None:
+        if not with_dti:
+            raise InputError("true_pdd needs the DTI inputs (context, context_bvecs, target_bvecs, bval)")
+        truth = np.asarray(true_pdd, dtype=np.float64)
+        if truth.shape != (*shape, 3):
+            raise InputError(f"true_pdd must have shape {(*shape, 3)}; found {truth.shape}")
+    if tissue_map is not None:
+        labels = np.asarray(tissue_map)
+        if labels.shape != shape:
+            raise InputError(f"tissue map has shape {labels.shape}; expected {shape}")
+    return truth, labels
+
+
+def _angle_to_truth(predicted_dti, reference_dti, truth, mask_arr, fa_threshold) -> float:
+    """Mean angle (degrees) between the predicted-data PDD and the known direction, where it is known,
+    the reference FA exceeds ``fa_threshold`` and the fit succeeded; NaN where there is no such voxel."""
+    region = mask_arr & (reference_dti.fa > fa_threshold) & (np.linalg.norm(truth, axis=-1) > 0)
+    if predicted_dti.failed is not None:
+        region &= ~predicted_dti.failed
+    angles = axis_angle_deg(predicted_dti.pdd[region], truth[region])
+    return float(np.mean(angles)) if angles.size else float("nan")
+
+
+def _tissue_metrics(pred, ref, mask_arr, valid, b0_mean, labels, tissue_names, dti_maps, fa_threshold):
+    """``{metric}_{name}`` entries per tissue; ``dti_maps`` is (predicted, reference) or None."""
+    metrics = {}
+    names = tissue_names or {int(v): f"tissue{int(v)}" for v in np.unique(labels[mask_arr])}
+    regions = {label: mask_arr & (labels == label) for label in names}
+    errors = region_errors(pred, ref, regions)
+    errors_norm = region_errors(pred, ref, {label: region & valid for label, region in regions.items()}, divide_by=b0_mean)
+    for label, name in names.items():
+        region = regions[label]
+        if not region.any():
+            tissue_metrics = dict.fromkeys(["mae", "rmse", "mae_norm"], float("nan"))
+            if dti_maps is not None:
+                tissue_metrics.update(dict.fromkeys(["fa_mae", "md_mae", "pdd_angle_deg"], float("nan")))
+                tissue_metrics["dti_failed"] = 0
+        else:
+            tissue_metrics = {"mae": errors[label].mae, "rmse": errors[label].rmse, "mae_norm": errors_norm[label].mae}
+            if dti_maps is not None:
+                tissue_metrics.update(dti_errors(*dti_maps, region, fa_threshold))
+        metrics.update({f"{key}_{name}": value for key, value in tissue_metrics.items()})
+    return metrics
+
+
 def evaluate_prediction(
     predicted,
     acquired,
     mask,
     b0,
     *,
-    context=None,
-    context_bvecs=None,
-    target_bvecs=None,
-    bval: float | None = None,
-    context_bvals=None,
-    target_bvals=None,
-    reference_dti: DTIMaps | None = None,
+    dti: DTIInputs | None = None,
     tissue_map=None,
     tissue_names: Mapping[int, str] | None = None,
     true_pdd=None,
     fa_threshold: float = FA_THRESHOLD,
-    dti_block_voxels: int = DTI_BLOCK_VOXELS,
-    progress: bool = False,
+    **dti_inputs,
 ) -> dict[str, float]:
     """Score predicted target volumes against the acquired ones inside a mask.
 
@@ -186,16 +286,10 @@ def evaluate_prediction(
         Brain mask; every metric is restricted to it.
     b0 : (i, j, k) or (i, j, k, n_b0) array_like
         The subject's b0 volume(s): used to normalise the signal and, for DTI, as the b0 measurements.
-    context : (i, j, k, q_in) array_like, optional
-        Acquired context volumes. With ``context_bvecs``, ``target_bvecs`` and ``bval`` it enables the DTI
-        metrics: tensors fitted on b0 + context + predicted vs b0 + context + acquired targets.
-    context_bvecs, target_bvecs : (3, q) array_like, optional
-    bval : float, optional
-        Shell b-value (s/mm^2).
-    context_bvals, target_bvals : (q_in,), (q_out,) array_like, optional
-        Acquired b-values of the context and target volumes; the DTI fit uses them instead of ``bval``.
-    reference_dti : DTIMaps, optional
-        Precomputed reference maps (b0 + context + acquired targets) to avoid refitting for each method.
+    dti : DTIInputs, optional
+        Context volumes, b-vectors and b-value that enable the DTI metrics; or give its fields by name
+        (``dti_inputs``: ``context=``, ``context_bvecs=``, ``target_bvecs=``, ``bval=``, ``context_bvals=``,
+        ``target_bvals=``, ``reference_dti=``, ``dti_block_voxels=``, ``progress=``), overriding ``dti``.
     tissue_map : (i, j, k) int array_like, optional
         Tissue labels; with ``tissue_names`` ({label: name}) adds ``{metric}_{name}`` entries computed in
         ``mask & (tissue_map == label)`` (NaN where that region is empty).
@@ -204,10 +298,6 @@ def evaluate_prediction(
         predicted-data PDD and it, where it is non-zero and the reference FA exceeds ``fa_threshold``.
     fa_threshold : float
         Reference FA above which principal-direction angles are measured.
-    dti_block_voxels : int
-        Masked voxels per block of the tensor fits (:func:`dmri_rcnn.evaluation.dti.fit_dti_in_blocks`).
-    progress : bool
-        Progress bars for the tensor fits.
 
     Returns
     -------
@@ -226,6 +316,7 @@ def evaluate_prediction(
     a time and the tensor fits one block of masked voxels at a time; no float64 copy of a 4D input, no
     b0-normalised copy and no stacked b0 + context + targets image is made.
     """
+    dti = DTIInputs.with_fields(dti, dti_inputs)
     pred, ref, mask_arr = check_volumes(predicted, acquired, mask, dtype=None)
     b0_mean = mean_b0(b0)
     if b0_mean.shape != mask_arr.shape:
@@ -233,62 +324,22 @@ def evaluate_prediction(
     valid = mask_arr & (b0_mean > 0)
     if not valid.any():
         raise InputError("no voxel in the mask has a positive mean b0; cannot normalise by b0")
-    dti_inputs = (context, context_bvecs, target_bvecs, bval)
-    with_dti = all(item is not None for item in dti_inputs)
-    if not with_dti and any(item is not None for item in dti_inputs):
-        raise InputError("DTI metrics need all of context, context_bvecs, target_bvecs and bval")
-    truth = None
-    if true_pdd is not None:
-        if not with_dti:
-            raise InputError("true_pdd needs the DTI inputs (context, context_bvecs, target_bvecs, bval)")
-        truth = np.asarray(true_pdd, dtype=np.float64)
-        if truth.shape != (*mask_arr.shape, 3):
-            raise InputError(f"true_pdd must have shape {(*mask_arr.shape, 3)}; found {truth.shape}")
-    labels = None
-    if tissue_map is not None:
-        labels = np.asarray(tissue_map)
-        if labels.shape != mask_arr.shape:
-            raise InputError(f"tissue map has shape {labels.shape}; expected {mask_arr.shape}")
+    with_dti = dti.given
+    truth, labels = _check_regions(mask_arr.shape, with_dti, true_pdd, tissue_map)
 
     metrics = signal_metrics(pred, ref, mask_arr)
     normalised = signal_metrics(pred, ref, valid, divide_by=b0_mean)
     metrics.update({f"{name}_norm": value for name, value in normalised.items()})
 
-    predicted_dti = None
+    dti_maps = None
     if with_dti:
-        dti_options = {
-            "context_bvals": context_bvals,
-            "target_bvals": target_bvals,
-            "block_voxels": dti_block_voxels,
-            "progress": progress,
-        }
-        if reference_dti is None:
-            reference_dti = fit_dti_with_targets(b0, context, ref, context_bvecs, target_bvecs, bval, mask_arr, **dti_options)
-        predicted_dti = fit_dti_with_targets(b0, context, pred, context_bvecs, target_bvecs, bval, mask_arr, **dti_options)
-        metrics.update(dti_errors(predicted_dti, reference_dti, mask_arr, fa_threshold))
+        reference_dti = dti.reference_dti if dti.reference_dti is not None else dti.fit(b0, ref, mask_arr)
+        dti_maps = (dti.fit(b0, pred, mask_arr), reference_dti)
+        metrics.update(dti_errors(*dti_maps, mask_arr, fa_threshold))
 
     if truth is not None:
-        region = mask_arr & (reference_dti.fa > fa_threshold) & (np.linalg.norm(truth, axis=-1) > 0)
-        if predicted_dti.failed is not None:
-            region &= ~predicted_dti.failed
-        angles = axis_angle_deg(predicted_dti.pdd[region], truth[region])
-        metrics["pdd_angle_truth_deg"] = float(np.mean(angles)) if angles.size else float("nan")
+        metrics["pdd_angle_truth_deg"] = _angle_to_truth(*dti_maps, truth, mask_arr, fa_threshold)
 
     if labels is not None:
-        names = tissue_names or {int(v): f"tissue{int(v)}" for v in np.unique(labels[mask_arr])}
-        regions = {label: mask_arr & (labels == label) for label in names}
-        errors = region_errors(pred, ref, regions)
-        errors_norm = region_errors(pred, ref, {label: region & valid for label, region in regions.items()}, divide_by=b0_mean)
-        for label, name in names.items():
-            region = regions[label]
-            if not region.any():
-                tissue_metrics = dict.fromkeys(["mae", "rmse", "mae_norm"], float("nan"))
-                if predicted_dti is not None:
-                    tissue_metrics.update(dict.fromkeys(["fa_mae", "md_mae", "pdd_angle_deg"], float("nan")))
-                    tissue_metrics["dti_failed"] = 0
-            else:
-                tissue_metrics = {"mae": errors[label].mae, "rmse": errors[label].rmse, "mae_norm": errors_norm[label].mae}
-                if predicted_dti is not None:
-                    tissue_metrics.update(dti_errors(predicted_dti, reference_dti, region, fa_threshold))
-            metrics.update({f"{key}_{name}": value for key, value in tissue_metrics.items()})
+        metrics.update(_tissue_metrics(pred, ref, mask_arr, valid, b0_mean, labels, tissue_names, dti_maps, fa_threshold))
     return metrics
