@@ -88,6 +88,54 @@ def _as_image_part(image, spatial_shape) -> np.ndarray:
     return arr
 
 
+def _checked_fit_inputs(images, bvals, bvecs, mask, block_voxels):
+    """bvals (n,) and bvecs (3, n) float64, the mask as bool and the images as (i, j, k, n_part) parts,
+    after checking that they agree and that every voxel is finite."""
+    bvals_arr = np.asarray(bvals, dtype=np.float64).ravel()
+    bvecs_arr = np.asarray(bvecs, dtype=np.float64)
+    if bvecs_arr.shape != (3, bvals_arr.size):
+        raise InputError(f"DTI fit needs bvecs of shape (3, {bvals_arr.size}); found {bvecs_arr.shape}")
+    if int(block_voxels) < 1:
+        raise InputError(f"DTI block_voxels must be >= 1; found {block_voxels}")
+    mask_arr = np.asarray(mask) > 0
+    if mask_arr.ndim != 3:
+        raise InputError(f"DTI fit needs a 3D mask; found shape {mask_arr.shape}")
+    parts = [_as_image_part(image, mask_arr.shape) for image in images]
+    n_volumes = sum(part.shape[-1] for part in parts)
+    if n_volumes != bvals_arr.size:
+        shapes = ", ".join(str(part.shape) for part in parts)
+        raise InputError(f"DTI fit needs {bvals_arr.size} volumes (one per b-value); found {n_volumes} in shape(s) {shapes}")
+    # Every voxel must be finite, inside the mask or not (a NaN anywhere means a broken image).
+    not_finite = sum(
+        int(np.count_nonzero(~np.isfinite(part[..., volume]))) for part in parts for volume in range(part.shape[-1])
+    )
+    if not_finite:
+        raise InputError(f"DTI fit needs finite signal; found {not_finite} NaN/Inf values")
+    return bvals_arr, bvecs_arr, mask_arr, parts
+
+
+def _fit_block(model, signal, min_diffusivity):
+    """FA, MD, PDD and failure flag of a block of voxels' ``signal`` (n, n_volumes); failed voxels get 0."""
+    # Predictions can be <= 0 in places (relu output, SH overshoot); DIPY clips them to its minimum signal.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        fit = model.fit(signal)
+        fa_raw = np.asarray(fit.fa, dtype=np.float64)
+        md_raw = np.asarray(fit.md, dtype=np.float64)
+        evals = np.asarray(fit.evals, dtype=np.float64)
+        pdd_raw = np.asarray(fit.evecs[..., :, 0], dtype=np.float64)
+    finite = np.isfinite(fa_raw) & np.isfinite(md_raw) & np.all(np.isfinite(evals), axis=-1)
+    finite &= np.all(np.isfinite(pdd_raw), axis=-1)
+    with np.errstate(invalid="ignore"):
+        degenerate = (np.min(evals, axis=-1) <= 2 * min_diffusivity) | (md_raw > MAX_PLAUSIBLE_MD)
+    block_failed = ~finite | degenerate
+    keep = ~block_failed
+    fa = np.where(keep, np.nan_to_num(fa_raw), 0.0)
+    md = np.where(keep, np.nan_to_num(md_raw), 0.0)
+    pdd = np.where(keep[:, None], np.nan_to_num(pdd_raw), 0.0)
+    return fa, md, pdd, block_failed
+
+
 def fit_dti_in_blocks(
     images,
     bvals,
@@ -125,26 +173,8 @@ def fit_dti_in_blocks(
     """
     from tqdm import tqdm
 
-    bvals_arr = np.asarray(bvals, dtype=np.float64).ravel()
-    bvecs_arr = np.asarray(bvecs, dtype=np.float64)
-    if bvecs_arr.shape != (3, bvals_arr.size):
-        raise InputError(f"DTI fit needs bvecs of shape (3, {bvals_arr.size}); found {bvecs_arr.shape}")
-    if int(block_voxels) < 1:
-        raise InputError(f"DTI block_voxels must be >= 1; found {block_voxels}")
-    mask_arr = np.asarray(mask) > 0
-    if mask_arr.ndim != 3:
-        raise InputError(f"DTI fit needs a 3D mask; found shape {mask_arr.shape}")
-    parts = [_as_image_part(image, mask_arr.shape) for image in images]
-    n_volumes = sum(part.shape[-1] for part in parts)
-    if n_volumes != bvals_arr.size:
-        shapes = ", ".join(str(part.shape) for part in parts)
-        raise InputError(f"DTI fit needs {bvals_arr.size} volumes (one per b-value); found {n_volumes} in shape(s) {shapes}")
-    # Every voxel must be finite, inside the mask or not (a NaN anywhere means a broken image).
-    not_finite = sum(
-        int(np.count_nonzero(~np.isfinite(part[..., volume]))) for part in parts for volume in range(part.shape[-1])
-    )
-    if not_finite:
-        raise InputError(f"DTI fit needs finite signal; found {not_finite} NaN/Inf values")
+    bvals_arr, bvecs_arr, mask_arr, parts = _checked_fit_inputs(images, bvals, bvecs, mask, block_voxels)
+    n_volumes = bvals_arr.size
     is_b0 = bvals_arr < B0_THRESHOLD
     gtab = gradient_table(bvals_arr, bvecs=np.where(is_b0, 0.0, bvecs_arr).T, b0_threshold=B0_THRESHOLD)
     model = TensorModel(gtab, fit_method=fit_method)
@@ -166,24 +196,8 @@ def fit_dti_in_blocks(
             for volume in range(part.shape[-1]):
                 signal[:, column] = part[..., volume][index]
                 column += 1
-        # Predictions can be <= 0 in places (relu output, SH overshoot); DIPY clips them to its minimum signal.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=RuntimeWarning)
-            fit = model.fit(signal)
-            fa_raw = np.asarray(fit.fa, dtype=np.float64)
-            md_raw = np.asarray(fit.md, dtype=np.float64)
-            evals = np.asarray(fit.evals, dtype=np.float64)
-            pdd_raw = np.asarray(fit.evecs[..., :, 0], dtype=np.float64)
-        finite = np.isfinite(fa_raw) & np.isfinite(md_raw) & np.all(np.isfinite(evals), axis=-1)
-        finite &= np.all(np.isfinite(pdd_raw), axis=-1)
-        with np.errstate(invalid="ignore"):
-            degenerate = (np.min(evals, axis=-1) <= 2 * min_diffusivity) | (md_raw > MAX_PLAUSIBLE_MD)
-        block_failed = ~finite | degenerate
-        keep = ~block_failed
-        failed[index] = block_failed
-        fa[index] = np.where(keep, np.nan_to_num(fa_raw), 0.0)
-        md[index] = np.where(keep, np.nan_to_num(md_raw), 0.0)
-        pdd[index] = np.where(keep[:, None], np.nan_to_num(pdd_raw), 0.0)
+        block_fa, block_md, block_pdd, block_failed = _fit_block(model, signal, min_diffusivity)
+        failed[index], fa[index], md[index], pdd[index] = block_failed, block_fa, block_md, block_pdd
     return DTIMaps(fa=fa, md=md, pdd=pdd, failed=failed)
 
 
