@@ -16,6 +16,7 @@ written out are in the same voxel frame as the b-vectors.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -301,35 +302,18 @@ def add_rician_noise(
     return np.hypot(real, imaginary)
 
 
-def simulate_subject(
-    seed: int,
-    shape: tuple[int, int, int] = (30, 30, 20),
-    voxel_size: float = 2.0,
-    shells: tuple[int, ...] = (1000, 2000, 3000),
-    n_directions: int = 90,
-    n_b0: int = 6,
-    snr: float = 20.0,
-    chunk_voxels: int = 20000,
-    progress: bool = False,
-    brain_scale: float = 1.0,
-    keep_noiseless: bool = True,
-) -> SyntheticSubject:
-    """Simulate one HCP-like subject.
+@dataclass(frozen=True)
+class SimulationSettings:
+    """The synthetic subject's size, acquisition and noise, and how :func:`simulate_subject` runs.
 
-    Parameters
-    ----------
-    seed : int
-        Subject seed: anatomy, bundle shapes and noise all follow from it.
     shape : (i, j, k)
         Volume size in voxels (the default, 30×30×20 at 2 mm, keeps the default study fast on a CPU).
     voxel_size : float
         Isotropic voxel size in mm (written into the affine).
     shells : tuple of int
         Nominal b-values in s/mm².
-    n_directions : int
-        Directions per shell.
-    n_b0 : int
-        Number of b0 volumes.
+    n_directions, n_b0 : int
+        Directions per shell; number of b0 volumes.
     snr : float
         Signal-to-noise ratio of the b0 signal in white matter: noise sigma = 3300 / snr.
     chunk_voxels : int
@@ -342,34 +326,37 @@ def simulate_subject(
         of the voxels; 0.8: ~22%, about HCP's share of brain voxels). Anatomy shrinks with it.
     keep_noiseless : bool
         Keep the noiseless signal (``noiseless``; None otherwise, which saves a float32 copy of the volume).
-
-    Returns
-    -------
-    SyntheticSubject
     """
-    shape = tuple(int(n) for n in shape)
-    if len(shape) != 3 or min(shape) < 2:
-        raise InputError(f"synthetic subject shape is {shape}; expected three sizes of at least 2 voxels")
-    if snr <= 0:
-        raise InputError(f"snr is {snr}; expected a positive signal-to-noise ratio")
-    bvals, bvecs = hcp_like_scheme(tuple(int(s) for s in shells), n_directions, n_b0)
-    anatomy = synthetic_anatomy(shape, seed, brain_scale=brain_scale)
-    tissue = anatomy["tissue"]
 
+    shape: tuple[int, int, int] = (30, 30, 20)
+    voxel_size: float = 2.0
+    shells: tuple[int, ...] = (1000, 2000, 3000)
+    n_directions: int = 90
+    n_b0: int = 6
+    snr: float = 20.0
+    chunk_voxels: int = 20000
+    progress: bool = False
+    brain_scale: float = 1.0
+    keep_noiseless: bool = True
+
+
+def _simulate_signal(anatomy: dict, bvals, bvecs, seed: int, sigma: float, settings: SimulationSettings):
+    """Noisy and (with ``keep_noiseless``) noiseless signal, (n_voxels, q) float32 each, chunk by chunk."""
+    tissue = anatomy["tissue"]
     iso_fraction = np.isin(tissue, (2, 3)).astype(np.float64)
     iso_diffusivity = np.select([tissue == 2, tissue == 3], [GREY_MATTER_DIFFUSIVITY, CSF_DIFFUSIVITY], 0.0)
 
-    n_voxels = int(np.prod(shape))
+    n_voxels = int(tissue.size)
     flat_dirs = anatomy["fibre_dirs"].reshape(n_voxels, MAX_FIBRES, 3)
     flat_fractions = anatomy["fibre_fractions"].reshape(n_voxels, MAX_FIBRES)
     flat_iso = iso_fraction.reshape(-1)
     flat_diff = iso_diffusivity.reshape(-1)
     flat_s0 = anatomy["s0"].reshape(-1)
 
-    sigma = 3300.0 / snr
     # The noise is drawn as if for the whole (voxels, q) array at once: all real parts, then all
     # imaginary parts, in C order. Drawing in consecutive chunks gives the same numbers, so a second
     # generator skipped past the real parts streams the imaginary ones.
+    chunk_voxels = settings.chunk_voxels
     real_rng = np.random.default_rng([seed, 1])
     imaginary_rng = np.random.default_rng([seed, 1])
     n_values = n_voxels * bvals.size
@@ -378,9 +365,9 @@ def simulate_subject(
         imaginary_rng.normal(0.0, sigma, size=min(chunk_values, n_values - start))
 
     dmri = np.empty((n_voxels, bvals.size), dtype=np.float32)
-    noiseless = np.empty((n_voxels, bvals.size), dtype=np.float32) if keep_noiseless else None
+    noiseless = np.empty((n_voxels, bvals.size), dtype=np.float32) if settings.keep_noiseless else None
     starts = range(0, n_voxels, chunk_voxels)
-    for start in tqdm(starts, desc="simulating", unit="chunk", disable=not progress):
+    for start in tqdm(starts, desc="simulating", unit="chunk", disable=not settings.progress):
         block = slice(start, min(start + chunk_voxels, n_voxels))
         # outside the brain S0 = 0, so the signal is exactly 0: compute it for the brain voxels only
         brain = np.flatnonzero(flat_s0[block] > 0) + start
@@ -392,6 +379,41 @@ def simulate_subject(
         dmri[block] = add_rician_noise(clean, sigma, real_rng, imaginary_rng)
         if noiseless is not None:
             noiseless[block] = clean
+    return dmri, noiseless
+
+
+def simulate_subject(seed: int, settings: SimulationSettings | None = None, **options) -> SyntheticSubject:
+    """Simulate one HCP-like subject.
+
+    Parameters
+    ----------
+    seed : int
+        Subject seed: anatomy, bundle shapes and noise all follow from it.
+    settings : SimulationSettings, optional
+        Size, acquisition, noise and run settings; None = the defaults.
+    **options
+        Any field of :class:`SimulationSettings` by name (``shape=``, ``voxel_size=``, ``shells=``,
+        ``n_directions=``, ``n_b0=``, ``snr=``, ``chunk_voxels=``, ``progress=``, ``brain_scale=``,
+        ``keep_noiseless=``), overriding ``settings``.
+
+    Returns
+    -------
+    SyntheticSubject
+    """
+    unknown = sorted(set(options) - {item.name for item in dataclasses.fields(SimulationSettings)})
+    if unknown:
+        raise TypeError(f"simulate_subject() got unexpected keyword argument(s) {', '.join(unknown)}")
+    settings = dataclasses.replace(settings if settings is not None else SimulationSettings(), **options)
+    shape = tuple(int(n) for n in settings.shape)
+    if len(shape) != 3 or min(shape) < 2:
+        raise InputError(f"synthetic subject shape is {shape}; expected three sizes of at least 2 voxels")
+    snr, voxel_size = settings.snr, settings.voxel_size
+    if snr <= 0:
+        raise InputError(f"snr is {snr}; expected a positive signal-to-noise ratio")
+    bvals, bvecs = hcp_like_scheme(tuple(int(s) for s in settings.shells), settings.n_directions, settings.n_b0)
+    anatomy = synthetic_anatomy(shape, seed, brain_scale=settings.brain_scale)
+    sigma = 3300.0 / snr
+    dmri, noiseless = _simulate_signal(anatomy, bvals, bvecs, seed, sigma, settings)
     dmri = dmri.reshape(shape + (bvals.size,))
     if noiseless is not None:
         noiseless = noiseless.reshape(shape + (bvals.size,))
@@ -403,20 +425,14 @@ def simulate_subject(
         bvals=bvals,
         bvecs=bvecs,
         mask=anatomy["mask"].astype(np.uint8),
-        tissue=tissue,
+        tissue=anatomy["tissue"],
         fibre_dirs=anatomy["fibre_dirs"].astype(np.float32),
         fibre_fractions=anatomy["fibre_fractions"].astype(np.float32),
         noiseless=noiseless,
         affine=affine,
         noise_sigma=sigma,
-        metadata={
-            "seed": seed,
-            "shape": shape,
-            "voxel_size": voxel_size,
-            "snr": snr,
-            "shells": list(shells),
-            "brain_scale": brain_scale,
-        },
+        metadata={"seed": seed, "shape": shape, "voxel_size": voxel_size, "snr": snr,
+                  "shells": list(settings.shells), "brain_scale": settings.brain_scale},
     )
 
 
