@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from dmri_rcnn.core.inference import blending_window, infer, overlap_padding
+from dmri_rcnn.core.inference import InferenceSettings, blending_window, infer, overlap_padding
 from dmri_rcnn.core.model import get_1d_autoencoder
 from dmri_rcnn.errors import InputError
 
@@ -163,6 +163,22 @@ def test_bad_arrays_raise_input_error(change, match):
     args = change(rng.uniform(0, 1, (10, 10, 10, 6)), _unit(rng, 6), _unit(rng, 4), np.ones((10, 10, 10)))
     with pytest.raises(InputError, match=match):
         infer(*args, model, shell=1000, progress=False)
+
+
+def test_settings_travel_as_one_object_or_by_name():
+    model = _stand_in(_MeanContext)
+    rng = np.random.default_rng(5)
+    args = (rng.uniform(0, 1, (12, 10, 10, 6)), _unit(rng, 6), _unit(rng, 4), np.ones((12, 10, 10)), model)
+    settings = InferenceSettings(batch_size=2, overlap=True, progress=False)
+    by_name = infer(*args, shell=1000, batch_size=2, overlap=True, progress=False)
+    np.testing.assert_array_equal(infer(*args, shell=1000, settings=settings), by_name)
+    # a keyword overrides the object's field
+    np.testing.assert_array_equal(infer(*args, shell=1000, settings=settings, overlap=False),
+                                  infer(*args, shell=1000, batch_size=2, progress=False))
+    with pytest.raises(TypeError, match="unexpected keyword argument.*batchsize"):
+        infer(*args, shell=1000, batchsize=2)
+    with pytest.raises(InputError, match="batch_size must be >= 1, found 0"):
+        infer(*args, shell=1000, batch_size=0)
 
 
 @pytest.mark.parametrize("model_dim", [2, 0])
