@@ -14,6 +14,7 @@ from dmri_rcnn.core.processing import save_tfrecord_data
 from dmri_rcnn.errors import InputError
 from dmri_rcnn.simulation import simulate_subject
 from dmri_rcnn.training import TrainingConfig, read_checkpoint_state, settings_fingerprint, train_model
+from dmri_rcnn.training.config import RUN_SETTINGS
 
 
 class Interrupt(keras.callbacks.Callback):
@@ -257,8 +258,8 @@ def test_training_config_from_the_workflow_config():
     assert (config.model_dim, config.shells, config.q_in) == (3, (1000, 2000), 10)
     assert config.width == cfg["models"]["width"] and config.antipodal == cfg["sampling"]["antipodal"]
     for key, value in cfg["training"].items():
-        # threads: a resource of the rule, not a setting of the model; seed: the base of every model's seed
-        if key not in ("threads", "seed"):
+        # threads, devices: settings of the rule's run; seed: the base of every model's seed
+        if key not in (*RUN_SETTINGS, "seed"):
             assert getattr(config, key) == value, key
     assert TrainingConfig.from_dict(yaml.safe_load(yaml.safe_dump(config.to_dict()))) == config
     with pytest.raises(dataclasses.FrozenInstanceError):

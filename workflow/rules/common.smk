@@ -109,6 +109,18 @@ def gpus_per_job():
     return 1 if "gpu" in workflow.global_resources else 0
 
 
+def training_gpus():
+    """GPUs a training holds when the run counts them: as many as `training.devices` uses (null: all the
+    run's GPUs, every one the job sees)."""
+    if "gpu" not in workflow.global_resources:
+        return 0
+    available = workflow.global_resources["gpu"]
+    devices = config["training"].get("devices")
+    if devices is None:
+        return available
+    return min(devices if isinstance(devices, int) else len(devices), available)
+
+
 def check_container_config():
     """Stop when --sdm apptainer is asked for without an image (all steps would quietly run on the host)."""
     methods = {str(m).lower() for m in workflow.deployment_settings.deployment_method}

@@ -30,7 +30,7 @@ rule train_model:
         container_image("gpu")
     threads: config["training"]["threads"]
     resources:
-        gpu=gpus_per_job(),
+        gpu=training_gpus(),
     params:
         # every setting of the training: a change retrains the model
         training=training_config,

@@ -17,4 +17,5 @@ train_model(
     checkpoint_dir=Path(snakemake.output.weights).parent / "checkpoint",
     title=snakemake.wildcards.model,
     initial_weights=snakemake.input.get("initial"),
+    devices=snakemake.config["training"].get("devices"),
 )

@@ -3,6 +3,7 @@
 - :mod:`dmri_rcnn.training.config`: :class:`TrainingConfig`, every setting of one training (TF-free);
 - :mod:`dmri_rcnn.training.dataset`: the training and validation ``tf.data`` pipelines;
 - :mod:`dmri_rcnn.training.checkpoint`: per-epoch checkpoints, resume state, the history TSV;
+- :mod:`dmri_rcnn.training.devices`: the devices of one training (several through ``MirroredStrategy``);
 - :mod:`dmri_rcnn.training.train`: the compiled model, the masked loss and :func:`train_model`.
 
 TensorFlow and Keras are imported only when a model is built or trained.

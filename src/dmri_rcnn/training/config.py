@@ -30,6 +30,9 @@ LR_SCHEDULES = ("constant", "cosine")
 TRAINING_PRECISIONS = PRECISION_REQUESTS
 #: Keys of the ``training`` section that are not fields (the training seed is a base for each model's seed).
 NOT_FIELDS = ("seed",)
+#: Keys of the ``training`` section that set how a training job runs, read by its rule: its CPU threads and
+#: the devices it trains on (:mod:`dmri_rcnn.training.devices`).
+RUN_SETTINGS = ("threads", "devices")
 #: Fields of the model a :class:`TrainingConfig` also takes one by one (they make its ``spec``).
 SPEC_KEYWORDS = ("model_dim", "shells", "q_in", "width", "min_filters")
 
@@ -82,6 +85,13 @@ class TrainingConfig:
     4. use it where it acts (:func:`dmri_rcnn.training.build_model`, :mod:`dmri_rcnn.training.dataset`).
     It is then in the fingerprint and in the rule's params (a change retrains the model) by itself.
     A setting that does not change the trained weights (e.g. threads) belongs in the rule, not here.
+
+    The devices a training runs on are not a field either (``training.devices``, ``train_model``'s
+    ``devices``: :mod:`dmri_rcnn.training.devices`), though they change the weights: ``batch_size`` is
+    per device, so ``R`` devices train with global batches of ``R × batch_size``. They belong to the
+    run, like the precision ``auto`` resolves to: the replica count joins the checkpoint's fingerprint
+    (a training resumes only on as many devices) but not the rule's params (giving a finished model's
+    rule more GPUs does not retrain it); one device, or none, trains exactly as before.
     """
 
     spec: ModelSpec

@@ -32,6 +32,7 @@ def build_datasets(
     validation_records: Sequence[PathLike],
     resumed_from: int = 0,
     norm: bool = False,
+    replicas: int = 1,
 ):
     """``(train_data, validation_data)`` ``tf.data.Dataset`` s of ``((context, context_bvecs, target_bvecs), targets)``.
 
@@ -42,12 +43,15 @@ def build_datasets(
     resumed_from : completed epochs before this run (0 = a fresh training).
     norm : divide each subject's shell by its 99th percentile in the mask instead of the shell's constant
         (fine-tuning a model trained that way, the published ``all_norm``).
+    replicas : devices training at once: batches are global, ``config.batch_size × replicas`` examples,
+        which the distribution strategy splits among its devices.
 
     Returns
     -------
-    Training batches (infinite when ``config.steps_per_epoch`` is set) and validation batches (at most
-    ``config.validation_steps``). With ``loss="mae_in_mask"`` the targets carry the brain mask as a last
-    slot, (B, q_out + 1, 10, 10, 10).
+    Training batches of ``config.batch_size × replicas`` examples (infinite when ``config.steps_per_epoch``
+    is set) and validation batches as large (at most ``config.validation_steps``). With
+    ``loss="mae_in_mask"`` the targets carry the brain mask as a last slot, (B, q_out + 1, 10, 10, 10)
+    (on several devices, each voxel's weight: :func:`global_mask_weights`).
     """
     from dmri_rcnn.core.processing import TrainingProcessor
 
@@ -56,15 +60,40 @@ def build_datasets(
     shells = list(config.shells)
     processor = TrainingProcessor(shells, config.q_in, seed=data_seed(config, resumed_from), **options)
     validation_processor = TrainingProcessor(shells, config.q_in, seed=config.seed, **options)
+    batch_size = config.batch_size * int(replicas)
     train_data = processor.load_data(
-        list(map(str, train_records)), batch_size=config.batch_size, buffer_size=config.shuffle_buffer,
+        list(map(str, train_records)), batch_size=batch_size, buffer_size=config.shuffle_buffer,
         interleave=INTERLEAVED_FILES,
     )
     validation_data = validation_processor.load_data(
-        list(map(str, validation_records)), validation=True, batch_size=config.batch_size
+        list(map(str, validation_records)), validation=True, batch_size=batch_size
     )
+    if target_mask and replicas > 1:
+        train_data = train_data.map(global_mask_weights)
+        validation_data = validation_data.map(global_mask_weights)
     if config.steps_per_epoch:
         train_data = train_data.repeat()
     if config.validation_steps:
         validation_data = validation_data.take(config.validation_steps)
     return train_data, validation_data
+
+
+def global_mask_weights(inputs, targets):
+    """A global batch's targets with each mask voxel's weight in the batch's masked mean as the last slot.
+
+    Parameters
+    ----------
+    targets : (B, q_out + 1, m, n, o): the target signal, then the brain mask (1/0).
+
+    Returns
+    -------
+    ``(inputs, targets)`` with the mask slot ``mask / max(q_out × mask voxels of the batch, 1)``. Split
+    among devices, each device's :func:`~dmri_rcnn.training.masked_mean_absolute_error` (whose weights
+    sum to at most 1 there) is its part of the whole batch's masked MAE, and the parts add up to it.
+    """
+    import tensorflow as tf
+
+    signal, mask = targets[:, :-1], targets[:, -1:]
+    count = tf.reduce_sum(mask) * tf.cast(tf.shape(signal)[1], mask.dtype)
+    return inputs, tf.concat([signal, mask / tf.maximum(count, 1.0)], axis=1)
+

@@ -3,11 +3,13 @@
 :func:`train_model` builds a 1D or 3D model from a :class:`~dmri_rcnn.training.config.TrainingConfig`,
 feeds it the original's training pipeline (:mod:`dmri_rcnn.training.dataset`), and after every epoch
 commits a checkpoint (:mod:`dmri_rcnn.training.checkpoint`), so a run killed at any moment resumes, on
-the next call with the same configuration and records, from the last committed epoch.
+the next call with the same configuration and records, from the last committed epoch. Given several
+devices it trains on all of them at once (:mod:`dmri_rcnn.training.devices`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -29,6 +31,7 @@ from dmri_rcnn.training.checkpoint import (
 )
 from dmri_rcnn.training.config import LOSSES, LR_SCHEDULES, TrainingConfig, record_identity
 from dmri_rcnn.training.dataset import build_datasets
+from dmri_rcnn.training.devices import Devices, training_strategy
 from dmri_rcnn.types import PathLike
 from dmri_rcnn.utils import atomic_path
 
@@ -69,7 +72,10 @@ def masked_mean_absolute_error(y_true, y_pred):
     Parameters
     ----------
     y_true : (B, q_out + 1, m, n, o): the target signal, then the patch's brain mask (1/0) as the last
-        slot (``TrainingProcessor(..., target_mask=True)``).
+        slot (``TrainingProcessor(..., target_mask=True)``). A global batch split among devices carries
+        each mask voxel's weight in the whole batch's mean instead
+        (:func:`dmri_rcnn.training.dataset.global_mask_weights`): each device's loss is then its share
+        of the global batch's loss, as the devices' gradients are summed.
     y_pred : (B, q_out, m, n, o) predicted signal.
 
     Returns
@@ -136,6 +142,28 @@ def build_model(
     return model
 
 
+def synchronise_batch_statistics(model) -> None:
+    """Let the model's batch normalisations take their statistics over the global batch, not each device's
+    share of it (so several devices train the model one device would at the global batch)."""
+    import keras
+
+    for layer in model._flatten_layers():
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = True
+
+
+def build_from_spec(model, strategy, dataset) -> None:
+    """Build a model made under ``strategy`` (its loss and metrics) from the shapes of ``dataset``.
+
+    Keras would otherwise read one batch to learn them, so that the training would start on the data's
+    second pass, whose batches differ from a first pass's (the pipeline draws anew on every pass).
+    """
+    inputs, targets = dataset.element_spec
+    with strategy.scope():
+        model._symbolic_build(data_batch=(inputs, targets, None))
+    model._maybe_symbolic_build = lambda *args, **kwargs: None
+
+
 def train_model(
     config: TrainingConfig,
     train_records: Sequence[PathLike],
@@ -147,6 +175,7 @@ def train_model(
     title: str = "",
     callbacks: Sequence | None = None,
     initial_weights: PathLike | None = None,
+    devices: Devices = None,
 ) -> dict:
     """Train one model; resume from ``checkpoint_dir`` if an interrupted run with the same settings left one.
 
@@ -169,6 +198,10 @@ def train_model(
         (:func:`dmri_rcnn.core.model_spec.check_weights`). The history then starts with
         epoch 0, the starting weights' validation loss (``loss`` empty); the best weights are chosen among
         the trained epochs 1..``epochs``. Its content is part of the resume fingerprint.
+    devices : the devices to train on (:mod:`dmri_rcnn.training.devices`): None = every visible GPU, a
+        count, or GPU indices / device names. On ``R > 1`` devices every step takes ``R × batch_size``
+        examples (``batch_size`` per device) and the replica count joins the resume fingerprint; on one
+        device (or none) the training is the one-device run it always was.
 
     Returns
     -------
@@ -185,6 +218,13 @@ def train_model(
     settings = config.fingerprint(train_records, validation_records)
     # What auto resolved to is part of the run: a checkpoint made in another precision is not resumed.
     settings["precision"] = choice.precision
+    strategy, replicas = training_strategy(devices)
+    if strategy is not None:
+        log.info("%s: %d replicas on %s; global batch %d", title or "training", replicas,
+                 ", ".join(strategy.extended.worker_devices), config.batch_size * replicas)
+    if replicas > 1:
+        # the global batch is batch_size x replicas: another number of devices trains another model
+        settings["replicas"] = replicas
     if initial_weights is not None:
         check_weights(initial_weights, config.spec, f"the model to train ({title or config.spec.name})",
                       label="initial weights")
@@ -194,20 +234,25 @@ def train_model(
     resumed_from = state["epoch"] if state else 0
 
     keras.utils.set_random_seed(config.seed + resumed_from)
-    model = build_model(
-        config.model_dim,
-        config.width,
-        config.learning_rate,
-        config.loss,
-        config.lr_schedule,
-        config.total_steps,
-        config.min_filters,
-        choice.precision,
-    )
+    # the model's and the optimizer's variables are created under the strategy (mirrored on its devices)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = build_model(
+            config.model_dim,
+            config.width,
+            config.learning_rate,
+            config.loss,
+            config.lr_schedule,
+            config.total_steps,
+            config.min_filters,
+            choice.precision,
+        )
+        if replicas > 1:
+            synchronise_batch_statistics(model)
+        if state:
+            model.optimizer.build(model.trainable_variables)  # so the weights file's optimizer slots load too
+            model.load_weights(checkpoint_dir / state["last_weights"])
+            restore_optimizer(model, checkpoint_dir / state["last_optimizer"])
     if state:
-        model.optimizer.build(model.trainable_variables)  # so the weights file's optimizer slots load too
-        model.load_weights(checkpoint_dir / state["last_weights"])
-        restore_optimizer(model, checkpoint_dir / state["last_optimizer"])
         state["run"] += 1
         log.info("resuming %s from completed epoch %d (run %d)", title, resumed_from, state["run"])
     else:
@@ -221,8 +266,11 @@ def train_model(
 
     # A model with 99th-percentile scaling (a fine-tuned published all_norm) is trained on signal scaled so.
     train_data, validation_data = build_datasets(
-        config, train_records, validation_records, resumed_from, norm=config.spec.scaling == "percentile"
+        config, train_records, validation_records, resumed_from, norm=config.spec.scaling == "percentile",
+        replicas=replicas,
     )
+    if strategy is not None:
+        build_from_spec(model, strategy, train_data)
     if initial_weights is not None and not state["history"]:
         # Where fine-tuning starts: the checkpoint's own validation loss, as epoch 0.
         start_loss = float(model.evaluate(validation_data, verbose=0, return_dict=True)["loss"])
