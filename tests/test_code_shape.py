@@ -13,7 +13,7 @@ MAX_LINES = 80
 
 #: Functions still over a limit, each with the reason it is not yet split. This list only shrinks.
 ALLOWED = {
-    "training/train.py::train_model": "the training loop is being reworked for several GPUs",
+    "training/train.py::train_model": "11 parameters and 142 lines: its output paths are to become one object and its body helpers",
 }
 
 
