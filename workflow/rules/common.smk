@@ -114,7 +114,9 @@ def training_gpus():
     run's GPUs, every one the job sees)."""
     if "gpu" not in workflow.global_resources:
         return 0
+    # Snakemake 9 holds the --resources value as a Resource object
     available = workflow.global_resources["gpu"]
+    available = int(getattr(available, "value", available))
     devices = config["training"].get("devices")
     if devices is None:
         return available
