@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -14,13 +15,18 @@ from dmri_rcnn.core.architecture import ARCHITECTURES, model_dim_of_encoder
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
-def test_importing_the_architecture_imports_no_tensorflow_nor_keras():
+def frameworks_loaded_by(*modules: str) -> list[str]:
+    """TensorFlow and Keras modules a fresh interpreter holds after importing ``modules``."""
     code = (
-        "import sys; import dmri_rcnn.core.architecture; "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))"
+        f"import json, sys; import {', '.join(modules)}; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "[]"
+    return json.loads(result.stdout)
+
+
+def test_importing_the_architecture_imports_no_tensorflow_nor_keras():
+    assert frameworks_loaded_by("dmri_rcnn.core.architecture") == []
 
 
 def _module_name(path: Path) -> str:

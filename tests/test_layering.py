@@ -4,9 +4,9 @@ command-line or simulation layers built on top of it; shared names are defined o
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
+
+from test_architecture import frameworks_loaded_by
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "dmri_rcnn"
 UPPER_LAYERS = ("study", "evaluation", "training", "cli", "simulation")
@@ -115,12 +115,8 @@ def test_pathlike_is_defined_once_in_the_types_module():
 
 def test_the_data_rules_modules_load_no_tensorflow():
     """The data rules' env (envs/data.yaml) has no TensorFlow: their modules must not import it."""
-    code = (
-        "import sys; import dmri_rcnn.simulation, dmri_rcnn.study.data, dmri_rcnn.sources, dmri_rcnn.study.logs; "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "[]"
+    modules = ("dmri_rcnn.simulation", "dmri_rcnn.study.data", "dmri_rcnn.sources", "dmri_rcnn.study.logs")
+    assert frameworks_loaded_by(*modules) == []
 
 
 def test_no_module_is_over_500_lines():
