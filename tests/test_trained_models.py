@@ -21,7 +21,7 @@ from dmri_rcnn.core.processing.directions import arc_distances, evenly_spread_di
 from dmri_rcnn.core.super_resolution import hcp_like_directions, super_resolve
 from dmri_rcnn.core.weights import save_model_weights
 from dmri_rcnn.errors import ConfigError, InputError
-from dmri_rcnn.training import TrainingConfig, train_model
+from dmri_rcnn.training import TrainingConfig, TrainingOutputs, train_model
 from published_weights import random_published_model, serve_tree
 
 AFFINE = np.array([[-1.5, 0, 0, 40.0], [0, 1.5, 0, -30.0], [0, 0, 1.5, 8.0], [0, 0, 0, 1]])
@@ -62,8 +62,7 @@ def train(records, out, **kwargs):
                             steps_per_epoch=2, validation_steps=1, batch_size=2, seed=3)
     return train_model(
         config, train_records=[records[0]], validation_records=[records[1]],
-        weights_path=out / "best.weights.h5", history_path=out / "history.tsv", loss_plot_path=None,
-        checkpoint_dir=out / "checkpoint", **kwargs,
+        outputs=TrainingOutputs(weights=out / "best.weights.h5", history=out / "history.tsv"), **kwargs,
     )
 
 

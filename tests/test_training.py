@@ -13,7 +13,13 @@ import pytest
 from dmri_rcnn.core.processing import save_tfrecord_data
 from dmri_rcnn.errors import InputError
 from dmri_rcnn.simulation import simulate_subject
-from dmri_rcnn.training import TrainingConfig, read_checkpoint_state, settings_fingerprint, train_model
+from dmri_rcnn.training import (
+    TrainingConfig,
+    TrainingOutputs,
+    read_checkpoint_state,
+    settings_fingerprint,
+    train_model,
+)
 from dmri_rcnn.training.config import RUN_SETTINGS
 
 
@@ -49,10 +55,12 @@ def run(records, out, epochs, callbacks=None, **settings):
         config,
         train_records=[records[0]],
         validation_records=[records[1]],
-        weights_path=out / "best.weights.h5",
-        history_path=out / "history.tsv",
-        loss_plot_path=out / "loss.png",
-        checkpoint_dir=out / "checkpoint",
+        outputs=TrainingOutputs(
+            weights=out / "best.weights.h5",
+            history=out / "history.tsv",
+            loss_plot=out / "loss.png",
+            checkpoint_dir=out / "checkpoint",
+        ),
         title="1D test",
         callbacks=callbacks,
     )
@@ -96,8 +104,7 @@ def test_training_lowers_the_loss_on_a_learnable_problem(records, tmp_path):
     )
     result = train_model(
         config, train_records=[records[0]], validation_records=[records[0]],
-        weights_path=tmp_path / "best.weights.h5", history_path=tmp_path / "history.tsv", loss_plot_path=None,
-        checkpoint_dir=tmp_path / "checkpoint",
+        outputs=TrainingOutputs(weights=tmp_path / "best.weights.h5", history=tmp_path / "history.tsv"),
     )
     history = pd.read_csv(tmp_path / "history.tsv", sep="\t")
     first, best = history["val_loss"].iloc[0], history["val_loss"].min()

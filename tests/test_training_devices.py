@@ -24,7 +24,7 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
-from dmri_rcnn.training import TrainingConfig, train_model
+from dmri_rcnn.training import TrainingConfig, TrainingOutputs, train_model
 
 train, validation, out = map(Path, sys.argv[1:])
 
@@ -38,8 +38,8 @@ def run(name, batch_size, devices, epochs, callbacks=None):
     config = TrainingConfig(model_dim=1, shells=[1000], q_in=6, width=0.05, epochs=epochs, steps_per_epoch=2,
                             validation_steps=1, batch_size=batch_size, loss="mae_in_mask", seed=7)
     folder = out / name
-    return train_model(config, [train], [validation], folder / "best.weights.h5", folder / "history.tsv",
-                       None, folder / "checkpoint", title=name, callbacks=callbacks, devices=devices)
+    outputs = TrainingOutputs(folder / "best.weights.h5", folder / "history.tsv", checkpoint_dir=folder / "checkpoint")
+    return train_model(config, [train], [validation], outputs, title=name, callbacks=callbacks, devices=devices)
 
 
 histories = {}

@@ -4,7 +4,8 @@
 - :mod:`dmri_rcnn.training.dataset`: the training and validation ``tf.data`` pipelines;
 - :mod:`dmri_rcnn.training.checkpoint`: per-epoch checkpoints, resume state, the history TSV;
 - :mod:`dmri_rcnn.training.devices`: the devices of one training (several through ``MirroredStrategy``);
-- :mod:`dmri_rcnn.training.train`: the compiled model, the masked loss and :func:`train_model`.
+- :mod:`dmri_rcnn.training.train`: the compiled model, the masked loss and :func:`train_model` with its
+  :class:`TrainingOutputs`.
 
 TensorFlow and Keras are imported only when a model is built or trained.
 """
@@ -13,6 +14,7 @@ from dmri_rcnn.training.checkpoint import HISTORY_COLUMNS, read_checkpoint_state
 from dmri_rcnn.training.config import LOSSES, LR_SCHEDULES, TrainingConfig, record_identity
 from dmri_rcnn.training.train import (
     COSINE_FINAL_FRACTION,
+    TrainingOutputs,
     build_model,
     configure_threads,
     list_tfrecords,
@@ -26,6 +28,7 @@ __all__ = [
     "LOSSES",
     "LR_SCHEDULES",
     "TrainingConfig",
+    "TrainingOutputs",
     "build_model",
     "configure_threads",
     "list_tfrecords",

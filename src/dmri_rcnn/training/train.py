@@ -20,6 +20,7 @@ from typing import Sequence
 
 from dmri_rcnn.core.model_spec import check_weights, write_model_spec
 from dmri_rcnn.core.precision import choose_precision, configure_devices
+from dmri_rcnn.core.weights import load_model_weights
 from dmri_rcnn.errors import InputError
 from dmri_rcnn.training.checkpoint import (
     epoch_checkpoint_callback,
@@ -164,32 +165,53 @@ def build_from_spec(model, strategy, dataset) -> None:
     model._maybe_symbolic_build = lambda *args, **kwargs: None
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainingOutputs:
+    """Where one training writes.
+
+    Attributes
+    ----------
+    weights : output ``.weights.h5`` with the best-validation weights; its description (architecture,
+        q_in, shells, scaling) goes to the sidecar ``*.weights.json`` beside it
+        (:func:`dmri_rcnn.core.model.load_trained_model` rebuilds the model from both).
+    history : output TSV, one row per epoch (:data:`HISTORY_COLUMNS`; ``run`` counts resumptions).
+    loss_plot : output PNG of the loss curves, or None for none.
+    checkpoint_dir : folder for the per-epoch checkpoint (:mod:`dmri_rcnn.training.checkpoint`), removed
+        after success; None: ``checkpoint`` beside ``weights``.
+    """
+
+    weights: PathLike
+    history: PathLike
+    loss_plot: PathLike | None = None
+    checkpoint_dir: PathLike | None = None
+
+    @property
+    def checkpoint(self) -> Path:
+        """The checkpoint folder."""
+        if self.checkpoint_dir is not None:
+            return Path(self.checkpoint_dir)
+        return Path(self.weights).parent / "checkpoint"
+
+
 def train_model(
     config: TrainingConfig,
     train_records: Sequence[PathLike],
     validation_records: Sequence[PathLike],
-    weights_path: PathLike,
-    history_path: PathLike,
-    loss_plot_path: PathLike | None,
-    checkpoint_dir: PathLike,
+    outputs: TrainingOutputs,
     title: str = "",
     callbacks: Sequence | None = None,
     initial_weights: PathLike | None = None,
     devices: Devices = None,
 ) -> dict:
-    """Train one model; resume from ``checkpoint_dir`` if an interrupted run with the same settings left one.
+    """Train one model; resume from the checkpoint folder if an interrupted run with the same settings left one.
 
     Parameters
     ----------
     config : every setting of the training (:class:`TrainingConfig`).
     train_records, validation_records : TFRecord files (``save_tfrecord_data`` schema).
-    weights_path : output ``.weights.h5`` with the best-validation weights; its description (architecture,
-        q_in, shells, scaling) goes to the sidecar ``*.weights.json`` beside it
-        (:func:`dmri_rcnn.core.model.load_trained_model` rebuilds the model from both).
-    history_path : output TSV, one row per epoch (:data:`HISTORY_COLUMNS`; ``run`` counts resumptions).
-    loss_plot_path : output PNG of the loss curves (or None).
-    checkpoint_dir : folder for the per-epoch checkpoint (:mod:`dmri_rcnn.training.checkpoint`); removed
-        after success. It is resumed only if ``config`` (but ``epochs``) and the records' content match.
+    outputs : the weights (with their sidecar), the history, the loss plot and the checkpoint folder
+        (:class:`TrainingOutputs`). The checkpoint is resumed only if ``config`` (but ``epochs``) and the
+        records' content match.
     title : the model's name, in the log and on the loss plot.
     callbacks : extra Keras callbacks, run after the checkpoint callback each epoch.
     initial_weights : fine-tune instead of training from scratch: a ``.weights.h5`` with its description
@@ -208,58 +230,26 @@ def train_model(
     The final state: ``epoch``, ``best_epoch``, ``best_val_loss``, ``history`` (list of rows), ``settings``
     (the fingerprinted settings), ``resumed_from``.
     """
+    # lazy: keeps TensorFlow out of the import of dmri_rcnn.training
     import keras
 
-    checkpoint_dir = Path(checkpoint_dir)
+    checkpoint_dir = outputs.checkpoint
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    configure_devices()
-    choice = choose_precision(config.precision)
-    log.info("%s: %s", title or "training", choice.describe())
-    settings = config.fingerprint(train_records, validation_records)
-    # What auto resolved to is part of the run: a checkpoint made in another precision is not resumed.
-    settings["precision"] = choice.precision
-    strategy, replicas = training_strategy(devices)
-    if strategy is not None:
-        log.info("%s: %d replicas on %s; global batch %d", title or "training", replicas,
-                 ", ".join(strategy.extended.worker_devices), config.batch_size * replicas)
-    if replicas > 1:
-        # the global batch is batch_size x replicas: another number of devices trains another model
-        settings["replicas"] = replicas
-    if initial_weights is not None:
-        check_weights(initial_weights, config.spec, f"the model to train ({title or config.spec.name})",
-                      label="initial weights")
-        settings["initial_weights"] = record_identity(initial_weights)
+    choice, strategy, replicas = _precision_and_devices(config, devices, title or "training")
+    settings = _run_settings(config, train_records, validation_records, choice.precision, replicas,
+                             initial_weights, title)
     fingerprint = settings_fingerprint(settings)
     state = read_checkpoint_state(checkpoint_dir, fingerprint)
     resumed_from = state["epoch"] if state else 0
 
     keras.utils.set_random_seed(config.seed + resumed_from)
-    # the model's and the optimizer's variables are created under the strategy (mirrored on its devices)
-    with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        model = build_model(
-            config.model_dim,
-            config.width,
-            config.learning_rate,
-            config.loss,
-            config.lr_schedule,
-            config.total_steps,
-            config.min_filters,
-            choice.precision,
-        )
-        if replicas > 1:
-            synchronise_batch_statistics(model)
-        if state:
-            model.optimizer.build(model.trainable_variables)  # so the weights file's optimizer slots load too
-            model.load_weights(checkpoint_dir / state["last_weights"])
-            restore_optimizer(model, checkpoint_dir / state["last_optimizer"])
+    model = _build_or_restore(config, choice.precision, strategy, replicas, state, checkpoint_dir)
     if state:
         state["run"] += 1
         log.info("resuming %s from completed epoch %d (run %d)", title, resumed_from, state["run"])
     else:
         state = new_state(fingerprint, settings)
         if initial_weights is not None:
-            from dmri_rcnn.core.weights import load_model_weights
-
             load_model_weights(model, initial_weights, model_dim=config.model_dim)
         log.info("training %s %s: %s", title, "from scratch" if initial_weights is None else
                  f"from {initial_weights}", settings)
@@ -272,37 +262,104 @@ def train_model(
     if strategy is not None:
         build_from_spec(model, strategy, train_data)
     if initial_weights is not None and not state["history"]:
-        # Where fine-tuning starts: the checkpoint's own validation loss, as epoch 0.
-        start_loss = float(model.evaluate(validation_data, verbose=0, return_dict=True)["loss"])
-        state["history"] = [{"epoch": 0, "loss": float("nan"), "val_loss": start_loss, "seconds": 0.0, "run": 1}]
-        log.info("epoch 0 (the starting weights): val_loss %.5f", start_loss)
+        _record_starting_loss(model, validation_data, state)
     if resumed_from < config.epochs:
-        # Keras warns when it first learns the length of a finite validation set by exhausting it;
-        # that is expected here (the training data repeat whenever steps_per_epoch is set).
-        warnings.filterwarnings("ignore", message="Your input ran out of data")
-        model.fit(
-            train_data,
-            epochs=config.epochs,
-            initial_epoch=resumed_from,
-            steps_per_epoch=config.steps_per_epoch,
-            validation_data=validation_data,
-            callbacks=[epoch_checkpoint_callback(checkpoint_dir, state), *(callbacks or [])],
-            shuffle=False,  # the pipeline shuffles, seeded
-            verbose=0,
-        )
+        _fit(model, config, train_data, validation_data, resumed_from,
+             [epoch_checkpoint_callback(checkpoint_dir, state), *(callbacks or [])])
     if state["best_weights"] is None:
         raise RuntimeError(f"training of {title} finished without a checkpoint in {checkpoint_dir}")
-
-    # The description first, the weights last: a weights file never appears without its sidecar.
-    write_model_spec(dataclasses.replace(config.spec, precision=choice.precision), weights_path)
-    with atomic_path(weights_path) as tmp:
-        shutil.copyfile(checkpoint_dir / state["best_weights"], tmp)
-    write_history(state["history"], history_path)
-    if loss_plot_path is not None:
-        from dmri_rcnn.plot import plot_training_history
-
-        plot_training_history({title or Path(weights_path).parent.name: history_path}, path=loss_plot_path)
-    log.info("best epoch %s (val_loss %s); weights in %s", state["best_epoch"], state["best_val_loss"], weights_path)
+    _write_outputs(dataclasses.replace(config.spec, precision=choice.precision), state, outputs, title)
     result = {**state, "resumed_from": resumed_from}
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return result
+
+
+def _precision_and_devices(config: TrainingConfig, devices: Devices, title: str):
+    """The precision ``config`` resolves to here, and the distribution strategy (None on one device) with
+    its replica count."""
+    configure_devices()
+    choice = choose_precision(config.precision)
+    log.info("%s: %s", title, choice.describe())
+    strategy, replicas = training_strategy(devices)
+    if strategy is not None:
+        log.info("%s: %d replicas on %s; global batch %d", title, replicas,
+                 ", ".join(strategy.extended.worker_devices), config.batch_size * replicas)
+    return choice, strategy, replicas
+
+
+def _run_settings(config, train_records, validation_records, precision, replicas, initial_weights, title) -> dict:
+    """The settings a checkpoint must match to be resumed: the config, the records' content, and what the
+    run adds to them (the precision ``auto`` resolved to, several replicas, the starting weights)."""
+    settings = config.fingerprint(train_records, validation_records)
+    # What auto resolved to is part of the run: a checkpoint made in another precision is not resumed.
+    settings["precision"] = precision
+    if replicas > 1:
+        # the global batch is batch_size x replicas: another number of devices trains another model
+        settings["replicas"] = replicas
+    if initial_weights is not None:
+        check_weights(initial_weights, config.spec, f"the model to train ({title or config.spec.name})",
+                      label="initial weights")
+        settings["initial_weights"] = record_identity(initial_weights)
+    return settings
+
+
+def _build_or_restore(config, precision, strategy, replicas, state, checkpoint_dir):
+    """The compiled model, with the checkpoint's weights and optimizer state when ``state`` resumes one."""
+    # the model's and the optimizer's variables are created under the strategy (mirrored on its devices)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = build_model(
+            config.model_dim,
+            config.width,
+            config.learning_rate,
+            config.loss,
+            config.lr_schedule,
+            config.total_steps,
+            config.min_filters,
+            precision,
+        )
+        if replicas > 1:
+            synchronise_batch_statistics(model)
+        if state:
+            model.optimizer.build(model.trainable_variables)  # so the weights file's optimizer slots load too
+            model.load_weights(checkpoint_dir / state["last_weights"])
+            restore_optimizer(model, checkpoint_dir / state["last_optimizer"])
+    return model
+
+
+def _record_starting_loss(model, validation_data, state: dict) -> None:
+    """Where fine-tuning starts: the starting weights' validation loss, as epoch 0 of the history."""
+    start_loss = float(model.evaluate(validation_data, verbose=0, return_dict=True)["loss"])
+    state["history"] = [{"epoch": 0, "loss": float("nan"), "val_loss": start_loss, "seconds": 0.0, "run": 1}]
+    log.info("epoch 0 (the starting weights): val_loss %.5f", start_loss)
+
+
+def _fit(model, config, train_data, validation_data, initial_epoch: int, callbacks: list) -> None:
+    """Train from ``initial_epoch`` to ``config.epochs``."""
+    # Keras warns when it first learns the length of a finite validation set by exhausting it;
+    # that is expected here (the training data repeat whenever steps_per_epoch is set).
+    warnings.filterwarnings("ignore", message="Your input ran out of data")
+    model.fit(
+        train_data,
+        epochs=config.epochs,
+        initial_epoch=initial_epoch,
+        steps_per_epoch=config.steps_per_epoch,
+        validation_data=validation_data,
+        callbacks=callbacks,
+        shuffle=False,  # the pipeline shuffles, seeded
+        verbose=0,
+    )
+
+
+def _write_outputs(spec, state: dict, outputs: TrainingOutputs, title: str) -> None:
+    """The best weights with their description, the history and the loss plot."""
+    # The description first, the weights last: a weights file never appears without its sidecar.
+    write_model_spec(spec, outputs.weights)
+    with atomic_path(outputs.weights) as tmp:
+        shutil.copyfile(outputs.checkpoint / state["best_weights"], tmp)
+    write_history(state["history"], outputs.history)
+    if outputs.loss_plot is not None:
+        from dmri_rcnn.plot import plot_training_history  # lazy: keeps matplotlib out of importing the package
+
+        plot_training_history({title or Path(outputs.weights).parent.name: outputs.history}, path=outputs.loss_plot)
+    log.info("best epoch %s (val_loss %s); weights in %s", state["best_epoch"], state["best_val_loss"],
+             outputs.weights)
