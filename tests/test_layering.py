@@ -77,14 +77,6 @@ def test_core_imports_nothing_from_the_layers_above_it():
 
 # ----- one definition of each shared name ------------------------------------------------------------
 
-#: Modules that still define their own ``PathLike`` (being edited elsewhere); each is to import it from
-#: ``dmri_rcnn.types`` and leave this list. No module may join it.
-PATHLIKE_NOT_YET_SHARED = {
-    "dmri_rcnn/study/preflight.py",
-    "dmri_rcnn/training/checkpoint.py",
-    "dmri_rcnn/training/dataset.py",
-}
-
 
 def _definitions(name: str) -> list[str]:
     """``path:line`` of every module-level or nested assignment to ``name`` in the package's source."""
@@ -103,14 +95,13 @@ def _definitions(name: str) -> list[str]:
 
 
 def test_the_b0_threshold_is_defined_once():
-    assert len(_definitions("B0_THRESHOLD")) == 1, _definitions("B0_THRESHOLD")
+    modules = [place.rpartition(":")[0] for place in _definitions("B0_THRESHOLD")]
+    assert modules == ["dmri_rcnn/core/io/gradients.py"], f"define B0_THRESHOLD only in core/io/gradients.py: {modules}"
 
 
 def test_pathlike_is_defined_once_in_the_types_module():
     modules = [place.rpartition(":")[0] for place in _definitions("PathLike")]
-    assert modules.count("dmri_rcnn/types.py") == 1, modules
-    others = set(modules) - {"dmri_rcnn/types.py"}
-    assert others <= PATHLIKE_NOT_YET_SHARED, f"define PathLike only in dmri_rcnn/types.py: {sorted(others)}"
+    assert modules == ["dmri_rcnn/types.py"], f"define PathLike only in dmri_rcnn/types.py: {modules}"
 
 
 def test_the_data_rules_modules_load_no_tensorflow():

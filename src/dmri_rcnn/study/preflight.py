@@ -24,7 +24,6 @@ Checks that need every voxel (non-finite values) run in the first rule that read
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -34,8 +33,7 @@ from dmri_rcnn.core import io
 from dmri_rcnn.core.model_spec import ModelSpec
 from dmri_rcnn.errors import InputError
 from dmri_rcnn.study import design
-
-PathLike = str | os.PathLike
+from dmri_rcnn.types import PathLike
 
 #: How a subject of each group is named in messages.
 ROLE_NAMES = {"train": "training", "validation": "validation", "test": "test", "super_resolve": "super-resolved"}

@@ -12,16 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
 from dmri_rcnn.errors import InputError
+from dmri_rcnn.types import PathLike
 from dmri_rcnn.utils import atomic_path, write_json
-
-PathLike = str | os.PathLike
 
 log = logging.getLogger(__name__)
 

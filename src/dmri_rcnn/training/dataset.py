@@ -10,12 +10,10 @@ repeated. The validation data are the same batches every epoch.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 from dmri_rcnn.training.config import TrainingConfig
-
-PathLike = str | os.PathLike
+from dmri_rcnn.types import PathLike
 
 #: Training files read at once (each holds one part of a subject, a few hundred MB in memory at HCP size).
 INTERLEAVED_FILES = 8
