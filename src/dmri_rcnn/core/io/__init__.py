@@ -8,7 +8,8 @@ message naming the file, what was expected and what was found. Every writer goes
 
 - :mod:`~dmri_rcnn.core.io.nifti`: NIfTI images, read streamed (the gzip CRC checked) and written
   atomically; the brain mask rule (:func:`load_mask`).
-- :mod:`~dmri_rcnn.core.io.gradients`: FSL b-vector and b-value files, ``B0_THRESHOLD``.
+- :mod:`~dmri_rcnn.core.io.gradients`: FSL b-vector and b-value files, ``B0_THRESHOLD``,
+  the acquisition as one DIPY ``GradientTable`` (:func:`load_gradient_table`).
 - :mod:`~dmri_rcnn.core.io.dataset`: a dMRI image with its companions, checked to fit together.
 - :mod:`~dmri_rcnn.core.io.geometry`: crop boxes and octants.
 - :mod:`~dmri_rcnn.core.io.checks`: finite values, existing files.
@@ -36,6 +37,8 @@ from dmri_rcnn.core.io.gradients import (
     check_bvecs,
     load_bval,
     load_bvec,
+    load_gradient_table,
+    make_gradient_table,
     save_bval,
     save_bvec,
 )
@@ -59,12 +62,14 @@ __all__ = [
     "check_finite",
     "load_bval",
     "load_bvec",
+    "load_gradient_table",
     "load_dmri_set",
     "load_mask",
     "load_nifti",
     "load_nifti_image",
     "load_nifti_volume",
     "load_nifti_volumes",
+    "make_gradient_table",
     "merge_octants",
     "save_bval",
     "save_bvec",

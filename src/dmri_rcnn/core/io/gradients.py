@@ -5,6 +5,10 @@ diffusion-weighted direction must be a unit vector: lengths within ``1 ± BVEC_U
 renormalised, anything else is refused naming the file and column. b0 volumes (b-value below
 ``B0_THRESHOLD`` where b-values are at hand, otherwise a zero vector) carry no direction and are
 stored as zero vectors.
+
+An acquisition (b-values, b-vectors and the b0 threshold together) travels as one DIPY
+:class:`~dipy.core.gradients.GradientTable`, built by :func:`make_gradient_table` from arrays or
+:func:`load_gradient_table` from FSL files, always with ``B0_THRESHOLD``.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ __all__ = [
     "check_bvecs",
     "load_bval",
     "load_bvec",
+    "load_gradient_table",
+    "make_gradient_table",
     "save_bval",
     "save_bvec",
 ]
@@ -221,3 +227,40 @@ def save_bval(bvals: np.ndarray, path: PathLike) -> None:
     fmt = "%d" if np.all(bvals == np.round(bvals)) else "%.6g"
     with atomic_path(path) as tmp:
         np.savetxt(tmp, bvals[None, :], fmt=fmt)
+
+
+def make_gradient_table(bvals, bvecs, name: str = "gradient table"):
+    """One acquisition as a DIPY ``GradientTable``: b-values, unit b-vectors and ``B0_THRESHOLD``.
+
+    Parameters
+    ----------
+    bvals : (q,) array_like, s/mm².
+    bvecs : (3, q) array_like (FSL layout; a (q, 3) array with q != 3 is transposed). Every volume at or
+        above ``B0_THRESHOLD`` needs a unit vector (see :func:`check_bvecs`); b0 volumes get zero vectors.
+    name : the file or argument named in messages.
+
+    Returns
+    -------
+    dipy.core.gradients.GradientTable
+        ``bvals`` (q,) float64, ``bvecs`` (q, 3) float64 (DIPY's layout), ``b0_threshold`` =
+        ``B0_THRESHOLD`` and ``b0s_mask`` (q,) bool. DIPY stores b·g, so a b0 volume's b-value reads
+        back as 0 (keep the b-value file for copying b-values through value for value).
+    """
+    # lazy: keeps DIPY (0.7 s) out of the commands' start-up
+    from dipy.core.gradients import gradient_table
+
+    values = np.asarray(bvals, dtype=np.float64).ravel()
+    table = np.asarray(bvecs, dtype=np.float64)
+    if table.ndim == 2 and table.shape[0] != 3 and table.shape[1] == 3:
+        table = table.T
+    check_finite(values, name)
+    directions = check_bvecs(table, name, bvals=values)
+    return gradient_table(values, bvecs=directions.T, b0_threshold=B0_THRESHOLD)
+
+
+def load_gradient_table(bval_path: PathLike, bvec_path: PathLike):
+    """:func:`make_gradient_table` of an FSL b-value file and b-vector file (see :func:`load_bval`,
+    :func:`load_bvec`); errors name the files."""
+    values = load_bval(bval_path, dtype=np.float64)
+    directions = load_bvec(bvec_path, dtype=np.float64, bvals=values)  # one b-vector per b-value, checked
+    return make_gradient_table(values, directions, name=str(bvec_path))
