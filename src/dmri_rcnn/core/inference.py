@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from dmri_rcnn.core.architecture import PATCH_SHAPE
 from dmri_rcnn.core.io import check_bvecs
 from dmri_rcnn.core.processing.patching import central_padding
+from dmri_rcnn.core.processing.qspace import Q_ENCODINGS, encode_q
 from dmri_rcnn.core.processing.scaling import shell_scale
 from dmri_rcnn.errors import InputError
 
@@ -34,6 +35,7 @@ DECODE_PAIRS = 48
 
 
 def _check_inputs(dmri, bvec_in, bvec_out, mask):
+    bvec_in, bvec_out = np.asarray(bvec_in, dtype=np.float32), np.asarray(bvec_out, dtype=np.float32)
     if dmri.ndim != 4:
         raise InputError(f"dmri: expected a 4D array (i, j, k, q_in), found shape {dmri.shape}")
     if mask.shape != dmri.shape[:3]:
@@ -47,6 +49,21 @@ def _check_inputs(dmri, bvec_in, bvec_out, mask):
     if bvec_in.shape[1] != dmri.shape[3]:
         raise InputError(f"bvec_in has {bvec_in.shape[1]} directions but the dMRI has {dmri.shape[3]} volumes")
     return checked
+
+
+def _encoded_bvecs(bvec_in, bvec_out, bvals, q_encoding: str):
+    """The model's (3, q_in) and (3, q_out) float32 inputs of the checked b-vectors under ``q_encoding``."""
+    if q_encoding == "direction" or q_encoding not in Q_ENCODINGS:
+        return encode_q(bvec_in, None, q_encoding), encode_q(bvec_out, None, q_encoding)
+    if bvals is None or len(bvals) != 2:
+        raise InputError(f"q_encoding {q_encoding!r} needs bvals=(bval_in, bval_out), one b-value per direction")
+    encoded = []
+    for name, bvec, bval in (("bval_in", bvec_in, bvals[0]), ("bval_out", bvec_out, bvals[1])):
+        bval = np.asarray(bval, dtype=np.float32).ravel()
+        if bval.shape != (bvec.shape[1],):
+            raise InputError(f"{name}: expected {bvec.shape[1]} b-values (one per direction), found {bval.size}")
+        encoded.append(encode_q(bvec, bval, q_encoding).astype(np.float32))
+    return encoded
 
 
 class _Predictor:
@@ -200,6 +217,8 @@ def infer(
     shell: int | None = None,
     scale: float | None = None,
     settings: InferenceSettings | None = None,
+    q_encoding: str = "direction",
+    bvals=None,
     **options,
 ) -> np.ndarray:
     """Predict the dMRI volumes of ``bvec_out`` from the context volumes ``dmri``.
@@ -216,6 +235,8 @@ def infer(
         ``scale`` is given.
     scale : divisor of the signal (e.g. :func:`dmri_rcnn.core.processing.scaling.percentile_scale`).
     settings : :class:`InferenceSettings`; None = the defaults.
+    q_encoding, bvals : the model's q-space encoding (``ModelSpec.q_encoding``, applied by ``qspace.encode_q``)
+        and, for ``"b_scaled"``, ``(bval_in, bval_out)``: the b-values of the two b-vector sets, s/mm².
     **options : any field of :class:`InferenceSettings` by name (``batch_size``, ``overlap``, ``stride``,
         ``q_out_chunk``, ``progress``), overriding ``settings``.
 
@@ -225,10 +246,8 @@ def infer(
     """
     settings = InferenceSettings.with_options(settings, options, "infer")
     dmri = np.asarray(dmri)
-    bvec_in = np.asarray(bvec_in, dtype=np.float32)
-    bvec_out = np.asarray(bvec_out, dtype=np.float32)
     mask = np.asarray(mask)
-    bvec_in, bvec_out = _check_inputs(dmri, bvec_in, bvec_out, mask)
+    bvec_in, bvec_out = _encoded_bvecs(*_check_inputs(dmri, bvec_in, bvec_out, mask), bvals, q_encoding)
     scale = _divisor(shell, scale)
     patch, overlap = PATCH_SHAPE[0], settings.overlap
     step = settings.stride if overlap else patch

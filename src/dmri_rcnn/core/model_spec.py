@@ -18,6 +18,7 @@ from pathlib import Path
 
 from dmri_rcnn.core.architecture import ARCHITECTURES
 from dmri_rcnn.core.precision import precision_problem
+from dmri_rcnn.core.processing.qspace import Q_ENCODINGS
 from dmri_rcnn.core.processing.scaling import SCALINGS
 from dmri_rcnn.errors import InputError
 from dmri_rcnn.types import PathLike
@@ -25,8 +26,12 @@ from dmri_rcnn.utils import write_json
 
 #: Version of the sidecar layout; a reader refuses files of a newer layout.
 SPEC_FORMAT = 1
-#: A model's name (:attr:`ModelSpec.name`): ``3D_b1000_q6`` (one shell) or ``3D_all_q10`` (several shells).
-MODEL_NAME_PATTERN = r"[13]D_(?:b\d+|all)_q\d+"
+#: A model's name (:attr:`ModelSpec.name`): ``3D_b1000_q6`` (one shell) or ``3D_all_q10`` (several shells),
+#: then ``_to2000_3000`` for a model predicting other shells than its context's (:attr:`ModelSpec.target_shells`)
+#: and ``_bscaled`` for one reading b-scaled q-vectors (:attr:`ModelSpec.q_encoding`).
+MODEL_NAME_PATTERN = r"[13]D_(?:b\d+|all)_q\d+(?:_to\d+(?:_\d+)*)?(?:_bscaled)?"
+#: The name suffix of the ``"b_scaled"`` q-space encoding.
+B_SCALED_SUFFIX = "_bscaled"
 #: The shells of the published combined models, and of an ``all`` name unless told otherwise.
 COMBINED_SHELLS = (1000, 2000, 3000)
 
@@ -49,6 +54,17 @@ class ModelSpec:
     precision : arithmetic the model was trained in (``"fp32"``, ``"bf16"`` or ``"fp16"``, what ``auto``
         resolved to where it was asked for); the weights are float32 either way, so this is only the
         default for inference.
+    q_encoding : what the network reads for each context and target volume
+        (:func:`dmri_rcnn.core.processing.qspace.encode_q`): ``"direction"`` (the unit b-vector, the shell
+        told by the signal's intensity: the original and every published model) or ``"b_scaled"``
+        (b-vector × b / 1000, so the input carries the b-value).
+    target_shells : b-values (s/mm²) a cross-shell model predicts from its context, sorted, e.g.
+        ``(2000, 3000)`` for a model given b = 1000 context; the context's shell may be one of them. Empty
+        (the default): each example's targets are of its context's shell, as in the original. More than
+        one target shell needs ``q_encoding="b_scaled"`` (the network must be told which shell to give).
+
+    ``q_encoding`` and ``target_shells`` are written to the sidecar only when they differ from their
+    defaults, so the description (and the training fingerprint) of every other model is as before.
     """
 
     model_dim: int
@@ -61,10 +77,13 @@ class ModelSpec:
     scaling: str = "shell"
     precision: str = "fp32"
     format: int = field(default=SPEC_FORMAT)
+    q_encoding: str = "direction"
+    target_shells: tuple[int, ...] = ()
 
     def __post_init__(self):
         # Normalise types so that a spec read from JSON equals the one that was written.
         object.__setattr__(self, "shells", tuple(int(s) for s in self.shells))
+        object.__setattr__(self, "target_shells", tuple(sorted({int(s) for s in self.target_shells})))
         object.__setattr__(self, "patch_shape", tuple(int(s) for s in self.patch_shape))
         object.__setattr__(self, "width", float(self.width))
         problems = []
@@ -85,14 +104,38 @@ class ModelSpec:
         if self.scaling not in SCALINGS:
             problems.append(f"scaling is {self.scaling!r}; expected one of {', '.join(SCALINGS)}")
         problems.append(precision_problem(self.precision))
+        problems.extend(self._qspace_problems())
         problems = [problem for problem in problems if problem]
         if problems:
             raise InputError("; ".join(problems))
+
+    def _qspace_problems(self) -> list[str]:
+        problems = []
+        if self.q_encoding not in Q_ENCODINGS:
+            problems.append(f"q_encoding is {self.q_encoding!r}; expected one of {', '.join(Q_ENCODINGS)}")
+        if any(shell <= 0 for shell in self.target_shells):
+            problems.append(f"target_shells is {self.target_shells}; expected positive b-values")
+        if len(self.shells) == 1 and self.target_shells == self.shells:
+            problems.append(
+                f"target_shells is the context's shell ({self.shells[0]}); leave it empty for a model that "
+                "predicts its context's shell"
+            )
+        if len(self.target_shells) > 1 and self.q_encoding == "direction":
+            problems.append(
+                f"target_shells b={_shells(self.target_shells)} need q_encoding 'b_scaled' (the network must be "
+                "told which shell to predict); found 'direction'"
+            )
+        return problems
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["shells"] = list(self.shells)
         data["patch_shape"] = list(self.patch_shape)
+        data["target_shells"] = list(self.target_shells)
+        # defaults stay out: the description of a same-shell, direction-encoded model is as it always was
+        for key in ("q_encoding", "target_shells"):
+            if getattr(self, key) == self.__dataclass_fields__[key].default:
+                del data[key]
         return data
 
     @classmethod
@@ -121,9 +164,12 @@ class ModelSpec:
 
     @property
     def name(self) -> str:
-        """``3D_b1000_q6`` for a model of one shell, ``3D_all_q10`` for one of several shells (the study's names)."""
+        """``3D_b1000_q6`` for a model of one shell, ``3D_all_q10`` for one of several shells (the study's names);
+        a cross-shell model adds its target shells, ``3D_b1000_q6_to2000_3000``, and a b-scaled encoding
+        ``_bscaled``: ``3D_b1000_q6_to2000_3000_bscaled`` (:data:`MODEL_NAME_PATTERN`)."""
         shells = f"b{self.shells[0]}" if len(self.shells) == 1 else "all"
-        return f"{self.model_dim}D_{shells}_q{self.q_in}"
+        encoding = B_SCALED_SUFFIX if self.q_encoding == "b_scaled" else ""
+        return f"{self.model_dim}D_{shells}_q{self.q_in}{_targets_suffix(self.target_shells)}{encoding}"
 
     @classmethod
     def from_name(cls, name: str, **fields) -> "ModelSpec":
@@ -131,18 +177,34 @@ class ModelSpec:
         ``fields`` (width, min_filters, scaling, ...). An ``all`` name has ``fields["shells"]`` if given,
         else :data:`COMBINED_SHELLS`.
 
+        The target shells and the q-space encoding are the name's (``_to2000_3000``, ``_bscaled``); given in
+        ``fields`` too, they must agree with it.
+
         Raises
         ------
         InputError
-            ``'3D_b1000' is not a model name like 3D_b1000_q6 or 3D_all_q10``.
+            ``'3D_b1000' is not a model name like 3D_b1000_q6, 3D_all_q10 or 3D_b1000_q6_to2000_3000_bscaled``.
         """
         if not re.fullmatch(MODEL_NAME_PATTERN, str(name)):
-            raise InputError(f"{name!r} is not a model name like 3D_b1000_q6 or 3D_all_q10")
-        dim, shell, q_in = str(name).split("_")
+            raise InputError(
+                f"{name!r} is not a model name like 3D_b1000_q6, 3D_all_q10 or 3D_b1000_q6_to2000_3000_bscaled"
+            )
+        stem = str(name).removesuffix(B_SCALED_SUFFIX)
+        base, _, targets = stem.partition("_to")
+        target_shells = tuple(int(s) for s in targets.split("_")) if targets else ()
+        if list(target_shells) != sorted(set(target_shells)):
+            raise InputError(f"{name!r}: list the target shells once each, ascending: {_targets_suffix(target_shells)}")
+        named = {"q_encoding": "b_scaled" if stem != str(name) else "direction", "target_shells": target_shells}
+        for key, value in named.items():
+            given = fields.pop(key, value)
+            if (tuple(sorted({int(s) for s in given})) if key == "target_shells" else given) != value:
+                raise InputError(f"{key} {given!r} disagrees with the model name {name!r}")
+        dim, shell, q_in = base.split("_")
         shells = tuple(fields.pop("shells", COMBINED_SHELLS))
         if shell != "all":
             shells = (int(shell.removeprefix("b")),)
-        return cls(model_dim=int(dim.removesuffix("D")), q_in=int(q_in.removeprefix("q")), shells=shells, **fields)
+        return cls(model_dim=int(dim.removesuffix("D")), q_in=int(q_in.removeprefix("q")), shells=shells, **named,
+                   **fields)
 
     def layer_filters(self) -> tuple[tuple[str, int], ...]:
         """``(block, filters)`` of every weight-bearing block of the network this spec builds."""
@@ -152,7 +214,8 @@ class ModelSpec:
         """How weights described by this spec fail to be ``wanted``'s model: [] when they fit.
 
         Compared: the network (dimension, filters of every block, patch shape) and the data it was trained
-        for (q_in, scaling, and that every wanted shell is one it was trained on); not the settings that
+        for (q_in, scaling, q-space encoding, that every wanted shell is one it was trained on and every
+        wanted target shell one it was trained to predict); not the settings that
         build it (width 1.0 with min_filters 1 or 16 builds the same layers) nor the precision (the weights
         are float32 either way). Each difference reads ``q_in 10 (found 6)``.
         """
@@ -175,18 +238,35 @@ class ModelSpec:
             found.append(f"b={_shells(wanted.shells)} (found b={_shells(self.shells)})")
         if self.scaling != wanted.scaling:
             found.append(f"{wanted.scaling} scaling (found {self.scaling})")
+        if self.q_encoding != wanted.q_encoding:
+            found.append(f"{wanted.q_encoding} q-encoding (found {self.q_encoding})")
+        # a cross-shell model serves any subset of its target shells; a same-shell model only same-shell use
+        predicts_wanted = set(wanted.target_shells) <= set(self.target_shells) and bool(wanted.target_shells)
+        if wanted.target_shells != self.target_shells and not predicts_wanted:
+            found.append(f"{_targets(wanted)} (found {_targets(self)})")
         return found
 
     def describe(self) -> str:
         """One line for messages: ``3D model, width 0.25, min_filters 8, q_in 6, b=1000``."""
+        cross_shell = f", predicting b={_shells(self.target_shells)}" if self.target_shells else ""
+        encoding = ", b_scaled q-encoding" if self.q_encoding != "direction" else ""
         return (
             f"{self.model_dim}D model, width {self.width:g}, min_filters {self.min_filters}, q_in {self.q_in}, "
-            f"b={_shells(self.shells)}, {self.scaling} scaling, trained in {self.precision}"
+            f"b={_shells(self.shells)}{cross_shell}, {self.scaling} scaling{encoding}, trained in {self.precision}"
         )
 
 
 def _shells(shells) -> str:
     return "/".join(str(s) for s in shells)
+
+
+def _targets_suffix(target_shells) -> str:
+    """``_to2000_3000`` for target shells (2000, 3000); empty for none."""
+    return "_to" + "_".join(str(s) for s in sorted(set(target_shells))) if target_shells else ""
+
+
+def _targets(spec: ModelSpec) -> str:
+    return f"targets b={_shells(spec.target_shells)}" if spec.target_shells else "same-shell targets"
 
 
 def _shape(shape) -> str:

@@ -31,6 +31,7 @@ import tensorflow as tf
 from dmri_rcnn.core.io import check_bvecs
 from dmri_rcnn.core.processing.directions import farthest_point_subsets
 from dmri_rcnn.core.processing.patching import extract_patches_tf
+from dmri_rcnn.core.processing.qspace import Q_ENCODINGS, encode_q
 from dmri_rcnn.core.processing.scaling import percentile_scale, shell_scale
 from dmri_rcnn.core.processing.shells import SHELL_TOLERANCE
 from dmri_rcnn.core.processing.tfrecord import _FEATURES, parse_tfrecord_example
@@ -63,6 +64,9 @@ class TrainingProcessor:
     target_mask : append the patch's brain mask (1 inside, 0 outside) to every target as one extra slot
         on the direction axis, so the target is (B, q_out + 1, m, n, o); for a loss restricted to the
         mask (:func:`dmri_rcnn.training.masked_mean_absolute_error`). Not in the original (False).
+    q_encoding : the model's q-space encoding (:attr:`dmri_rcnn.core.model_spec.ModelSpec.q_encoding`):
+        ``"direction"`` gives the unit b-vectors (the original), ``"b_scaled"`` each b-vector times its
+        b-value / 1000 (:func:`dmri_rcnn.core.processing.qspace.encode_q`).
 
     The original's keywords ``norms``, ``shell_var``, ``pcent`` and ``random_seed`` (``False``: start
     every direction subset at the lowest unused index) are accepted too.
@@ -81,6 +85,7 @@ class TrainingProcessor:
         percentile: float = 99.0,
         antipodal: bool = False,
         target_mask: bool = False,
+        q_encoding: str = "direction",
         **original_kwargs,
     ):
         unknown = set(original_kwargs) - {"norms", "shell_var", "pcent", "random_seed"}
@@ -108,6 +113,9 @@ class TrainingProcessor:
         self.percentile = percentile
         self.antipodal = bool(antipodal)
         self.target_mask = bool(target_mask)
+        if q_encoding not in Q_ENCODINGS:
+            raise InputError(f"q_encoding is {q_encoding!r}; expected one of {', '.join(Q_ENCODINGS)}")
+        self.q_encoding = q_encoding
         if self.norm:
             self.scales = None
         elif scales is not None:
@@ -257,7 +265,8 @@ class TrainingProcessor:
             n_patches = tf.shape(patches)[0]
             patches = tf.reshape(patches, [n_patches, m, n, o, n_sets, q])
             signal_parts.append(tf.reshape(tf.transpose(patches, [0, 4, 5, 1, 2, 3]), [-1, q, m, n, o]))
-            set_bvecs = tf.transpose(tf.reshape(tf.gather(bvec, volumes, axis=1), [3, n_sets, q]), [1, 2, 0])
+            model_bvecs = encode_q(tf.gather(bvec, volumes, axis=1), tf.gather(bval, volumes), self.q_encoding)
+            set_bvecs = tf.transpose(tf.reshape(model_bvecs, [3, n_sets, q]), [1, 2, 0])
             bvec_parts.append(tf.reshape(tf.tile(set_bvecs[None], [n_patches, 1, 1, 1]), [-1, q, 3]))
             if self.target_mask:  # the same mask patch for every set of a patch (patch-major, like the signal)
                 mask_parts.append(tf.repeat(mask_patches, n_sets, axis=0))
