@@ -120,6 +120,21 @@ def test_differences_name_the_encoding_and_the_target_shells():
     ]
 
 
+@pytest.mark.parametrize(
+    "published, variant",
+    [
+        ("3D_b1000_q6", "3D_b1000_q6_bscaled"),
+        ("3D_b1000_q6", "3D_b1000_q6_to2000"),
+        ("3D_all_q10", "3D_all_q10_to1000_2000_3000_bscaled"),
+    ],
+)
+def test_no_published_weights_stand_for_a_cross_shell_or_b_scaled_model(published, variant):
+    from dmri_rcnn.study.pretrained import published_key
+
+    assert published_key(ModelSpec.from_name(published)) is not None
+    assert published_key(ModelSpec.from_name(variant)) is None
+
+
 def test_check_weights_names_the_encoding_in_its_one_line(tmp_path):
     weights = tmp_path / "best.weights.h5"
     write_model_spec(ModelSpec.from_name("3D_b1000_q6"), weights)

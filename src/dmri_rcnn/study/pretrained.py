@@ -36,10 +36,13 @@ def published_key(spec: ModelSpec):
     """The :data:`dmri_rcnn.core.weights.PUBLISHED_WEIGHTS` key of a model, or None.
 
     A multi-shell model matches the published combined model (3D, b=1000/2000/3000, q_in 10): ``all``,
-    or ``all_norm`` for one with percentile scaling.
+    or ``all_norm`` for one with percentile scaling. Every published model reads unit b-vectors and predicts
+    its context's shell: a cross-shell or b-scaled model has none.
     """
     from dmri_rcnn.core.weights import PUBLISHED_WEIGHTS
 
+    if spec.target_shells or spec.q_encoding != "direction":
+        return None
     if len(spec.shells) == 1:
         key = (spec.model_dim, spec.shells[0], spec.q_in)
         if spec.scaling != "shell":
