@@ -16,6 +16,7 @@ from dipy.core.sphere import Sphere
 from dipy.reconst import shm
 
 from dmri_rcnn.cli import sh_baseline as sh_cli
+from dmri_rcnn.core import io
 from dmri_rcnn.errors import EXIT_BAD_INPUT, InputError
 from dmri_rcnn.evaluation import (
     DTIMaps,
@@ -324,7 +325,8 @@ def test_dti_metrics_are_zero_for_perfect_and_positive_for_perturbed_prediction(
 
 def test_dti_fit_recovers_phantom_and_angle_is_antipodally_symmetric():
     b0, dwi, bvecs, mask = tensor_phantom()
-    maps = fit_dti(np.concatenate([b0, dwi], -1), np.r_[0, 0, np.full(30, 1000)], np.c_[np.zeros((3, 2)), bvecs], mask)
+    gtab = io.make_gradient_table(np.r_[0, 0, np.full(30, 1000)], np.c_[np.zeros((3, 2)), bvecs])
+    maps = fit_dti(np.concatenate([b0, dwi], -1), gtab, mask)
     expected_fa = np.sqrt(0.5) * np.sqrt((1.4**2 + 0 + 1.4**2)) / np.sqrt(1.7**2 + 2 * 0.3**2)
     np.testing.assert_allclose(maps.fa[:2], expected_fa, rtol=1e-6)
     np.testing.assert_allclose(maps.fa[2:], 0.0, atol=1e-6)

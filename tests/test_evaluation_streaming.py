@@ -14,7 +14,6 @@ import warnings
 import nibabel as nib
 import numpy as np
 import pytest
-from dipy.core.gradients import gradient_table
 from dipy.reconst.dti import TensorModel
 from scipy import ndimage
 
@@ -66,10 +65,10 @@ def reference_signal_metrics(pred, ref, mask):
     }
 
 
-def reference_dti(dmri, bvals, bvecs, mask):
+def reference_dti(dmri, gtab, mask):
     """One DIPY fit of the whole stacked float64 image with the mask; failures as fit_dti defines them."""
-    bvals = np.asarray(bvals, np.float64)
-    gtab = gradient_table(bvals, bvecs=np.where(bvals < 50, 0.0, bvecs).T, b0_threshold=50)
+    assert gtab.b0_threshold == io.B0_THRESHOLD
+    bvals = gtab.bvals
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         fit = TensorModel(gtab, fit_method="WLS").fit(np.asarray(dmri, np.float64), mask=mask)
@@ -168,11 +167,11 @@ def stacked(case, targets):
 @pytest.mark.parametrize("block_voxels", [1, 7, 100, 100_000])
 def test_blocked_dti_fit_equals_one_whole_grid_fit(block_voxels):
     case = brain_case(shape=(10, 12, 9))
-    dmri, bvals, bvecs = stacked(case, case["predicted"])
+    dmri, gtab = stacked(case, case["predicted"])
     mask = case["mask"]
-    expected = reference_dti(dmri, bvals, bvecs, mask)
+    expected = reference_dti(dmri, gtab, mask)
     images = [case["b0"], case["context"], case["predicted"]]
-    maps = fit_dti_in_blocks(images, bvals, bvecs, mask, block_voxels=block_voxels)
+    maps = fit_dti_in_blocks(images, gtab, mask, block_voxels=block_voxels)
     assert 0 < expected["failed"].sum() < mask.sum() / 2  # failures exist and are the exception
     np.testing.assert_array_equal(maps.failed, expected["failed"])
     np.testing.assert_allclose(maps.fa, expected["fa"], rtol=1e-10, atol=1e-13)
@@ -180,7 +179,7 @@ def test_blocked_dti_fit_equals_one_whole_grid_fit(block_voxels):
     # eigenvector sign is arbitrary; the axis must agree
     cosine = np.abs(np.sum(maps.pdd * expected["pdd"], -1))[mask & ~expected["failed"]]
     np.testing.assert_allclose(cosine, 1.0, atol=1e-9)
-    whole = fit_dti(dmri, bvals, bvecs, mask, block_voxels=block_voxels)
+    whole = fit_dti(dmri, gtab, mask, block_voxels=block_voxels)
     for name in ("fa", "md", "pdd", "failed"):
         np.testing.assert_array_equal(getattr(whole, name), getattr(maps, name))
 
@@ -190,8 +189,8 @@ def test_dti_blocks_of_dipys_chunk_size_give_identical_maps():
     case = brain_case(shape=(34, 32, 30), q_out=6, n_b0=1, seed=3, touch_border=True)
     mask = case["mask"]
     assert mask.sum() > 20_000  # more than two of DIPY's chunks, the last one partial
-    dmri, bvals, bvecs = stacked(case, case["predicted"])
-    expected = reference_dti(dmri, bvals, bvecs, mask)
+    dmri, gtab = stacked(case, case["predicted"])
+    expected = reference_dti(dmri, gtab, mask)
     maps = fit_dti_with_targets(case["b0"], case["context"], case["predicted"], case["context_bvecs"],
                                 case["target_bvecs"], 1000.0, mask, block_voxels=10_000)
     for name in ("fa", "md", "pdd", "failed"):
@@ -200,19 +199,19 @@ def test_dti_blocks_of_dipys_chunk_size_give_identical_maps():
 
 def test_blocked_dti_fit_checks_its_inputs():
     case = brain_case(shape=(6, 6, 5))
-    dmri, bvals, bvecs = stacked(case, case["predicted"])
+    dmri, gtab = stacked(case, case["predicted"])
     images = [case["b0"], case["context"], case["predicted"]]
     with pytest.raises(InputError, match="block_voxels must be >= 1"):
-        fit_dti_in_blocks(images, bvals, bvecs, case["mask"], block_voxels=0)
+        fit_dti_in_blocks(images, gtab, case["mask"], block_voxels=0)
     with pytest.raises(InputError, match="needs 18 volumes"):
-        fit_dti_in_blocks(images[:2], bvals, bvecs, case["mask"])
+        fit_dti_in_blocks(images[:2], gtab, case["mask"])
     with pytest.raises(InputError, match="spatial shape"):
-        fit_dti_in_blocks([case["b0"][:5], *images[1:]], bvals, bvecs, case["mask"])
+        fit_dti_in_blocks([case["b0"][:5], *images[1:]], gtab, case["mask"])
     outside = case["predicted"].copy()
     outside[0, 0, 0, 1] = np.nan  # outside the mask, still a broken image
     assert not case["mask"][0, 0, 0]
     with pytest.raises(InputError, match="found 1 NaN/Inf"):
-        fit_dti_in_blocks([case["b0"], case["context"], outside], bvals, bvecs, case["mask"])
+        fit_dti_in_blocks([case["b0"], case["context"], outside], gtab, case["mask"])
     with pytest.raises(InputError, match="share a spatial shape"):
         fit_dti_with_targets(case["b0"][:5], case["context"], case["predicted"], case["context_bvecs"],
                              case["target_bvecs"], 1000.0, case["mask"])
@@ -233,8 +232,8 @@ def reference_evaluation(case, tissue_names):
     metrics.update({f"{k}_norm": v for k, v in reference_signal_metrics(pred_norm, ref_norm, valid).items()})
     fits = {}
     for name, targets in (("ref", ref), ("pred", pred)):
-        dmri, bvals, bvecs = stacked(case, targets)
-        fits[name] = reference_dti(dmri, bvals, bvecs, mask)
+        dmri, gtab = stacked(case, targets)
+        fits[name] = reference_dti(dmri, gtab, mask)
 
     def dti(region):
         failed = fits["ref"]["failed"] | fits["pred"]["failed"]
@@ -347,8 +346,8 @@ def test_plot_steps_get_the_volume_and_fa_of_a_whole_fit(study_files, tmp_path, 
     np.testing.assert_array_equal(predicted["SH"], case["predicted"][..., 3])
     metrics_and_figures.plot_fa_maps(files, {"SH": files["prediction"]}, 1000, tmp_path / "fa.png")
     for name, targets in (("acquired", case["acquired"]), ("SH", case["predicted"])):
-        dmri, bvals, bvecs = stacked(case, targets)
-        np.testing.assert_allclose(seen["fa"][name], reference_dti(dmri, bvals, bvecs, case["mask"])["fa"], rtol=1e-5, atol=1e-6)
+        dmri, gtab = stacked(case, targets)
+        np.testing.assert_allclose(seen["fa"][name], reference_dti(dmri, gtab, case["mask"])["fa"], rtol=1e-5, atol=1e-6)
 
 
 # ------------------------------------------------------------------------------------ one volume from a file

@@ -1,4 +1,9 @@
-"""Downstream evaluation: diffusion tensor (DTI) maps fitted with DIPY and their errors."""
+"""Downstream evaluation: diffusion tensor (DTI) maps fitted with DIPY and their errors.
+
+The acquisition of the fitted volumes travels as one DIPY ``GradientTable`` (b-values in s/mm², b-vectors,
+the b0 threshold), built by :func:`dmri_rcnn.core.io.make_gradient_table` or
+:func:`dmri_rcnn.core.io.load_gradient_table`.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,9 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from dipy.core.gradients import gradient_table
 from dipy.reconst.dti import TensorModel
+from tqdm import tqdm
 
-from dmri_rcnn.core.io import B0_THRESHOLD
 from dmri_rcnn.errors import InputError
 from dmri_rcnn.evaluation.metrics import as_volumes
 
@@ -51,17 +55,16 @@ class DTIMaps:
 DTI_BLOCK_VOXELS = 20_000
 
 
-def fit_dti(dmri, bvals, bvecs, mask, fit_method: str = "WLS", block_voxels: int = DTI_BLOCK_VOXELS) -> DTIMaps:
+def fit_dti(dmri, gtab, mask, fit_method: str = "WLS", block_voxels: int = DTI_BLOCK_VOXELS) -> DTIMaps:
     """Fit a diffusion tensor in every masked voxel.
 
     Parameters
     ----------
     dmri : (i, j, k, n) array_like
         Signal including at least one b0 volume; any float dtype (float32 is not copied to float64 whole).
-    bvals : (n,) array_like
-        b-values in s/mm^2, one per volume (the acquired values, not the nominal shell).
-    bvecs : (3, n) array_like
-        Gradient directions (zero vectors allowed for b0).
+    gtab : dipy.core.gradients.GradientTable
+        The n volumes' b-values in s/mm^2 (the acquired values, not the nominal shell) and directions
+        (:func:`dmri_rcnn.core.io.make_gradient_table`).
     mask : (i, j, k) array_like of bool
     fit_method : str
         DIPY ``TensorModel`` fit method (weighted least squares by default).
@@ -76,9 +79,10 @@ def fit_dti(dmri, bvals, bvecs, mask, fit_method: str = "WLS", block_voxels: int
         diffusivity above ``MAX_PLAUSIBLE_MD``.
     """
     data = np.asarray(dmri)
-    if data.ndim != 4 or data.shape[-1] != np.size(bvals):
-        raise InputError(f"DTI fit needs a 4D image with {np.size(bvals)} volumes; found shape {data.shape}")
-    return fit_dti_in_blocks([data], bvals, bvecs, mask, fit_method=fit_method, block_voxels=block_voxels)
+    n_volumes = len(gtab.bvals)
+    if data.ndim != 4 or data.shape[-1] != n_volumes:
+        raise InputError(f"DTI fit needs a 4D image with {n_volumes} volumes; found shape {data.shape}")
+    return fit_dti_in_blocks([data], gtab, mask, fit_method=fit_method, block_voxels=block_voxels)
 
 
 def _as_image_part(image, spatial_shape) -> np.ndarray:
@@ -88,13 +92,10 @@ def _as_image_part(image, spatial_shape) -> np.ndarray:
     return arr
 
 
-def _checked_fit_inputs(images, bvals, bvecs, mask, block_voxels):
-    """bvals (n,) and bvecs (3, n) float64, the mask as bool and the images as (i, j, k, n_part) parts,
-    after checking that they agree and that every voxel is finite."""
-    bvals_arr = np.asarray(bvals, dtype=np.float64).ravel()
-    bvecs_arr = np.asarray(bvecs, dtype=np.float64)
-    if bvecs_arr.shape != (3, bvals_arr.size):
-        raise InputError(f"DTI fit needs bvecs of shape (3, {bvals_arr.size}); found {bvecs_arr.shape}")
+def _checked_fit_inputs(images, gtab, mask, block_voxels):
+    """The mask as bool and the images as (i, j, k, n_part) parts, after checking that they agree with
+    the table and that every voxel is finite."""
+    n_table = len(gtab.bvals)
     if int(block_voxels) < 1:
         raise InputError(f"DTI block_voxels must be >= 1; found {block_voxels}")
     mask_arr = np.asarray(mask) > 0
@@ -102,16 +103,16 @@ def _checked_fit_inputs(images, bvals, bvecs, mask, block_voxels):
         raise InputError(f"DTI fit needs a 3D mask; found shape {mask_arr.shape}")
     parts = [_as_image_part(image, mask_arr.shape) for image in images]
     n_volumes = sum(part.shape[-1] for part in parts)
-    if n_volumes != bvals_arr.size:
+    if n_volumes != n_table:
         shapes = ", ".join(str(part.shape) for part in parts)
-        raise InputError(f"DTI fit needs {bvals_arr.size} volumes (one per b-value); found {n_volumes} in shape(s) {shapes}")
+        raise InputError(f"DTI fit needs {n_table} volumes (one per b-value); found {n_volumes} in shape(s) {shapes}")
     # Every voxel must be finite, inside the mask or not (a NaN anywhere means a broken image).
     not_finite = sum(
         int(np.count_nonzero(~np.isfinite(part[..., volume]))) for part in parts for volume in range(part.shape[-1])
     )
     if not_finite:
         raise InputError(f"DTI fit needs finite signal; found {not_finite} NaN/Inf values")
-    return bvals_arr, bvecs_arr, mask_arr, parts
+    return mask_arr, parts
 
 
 def _fit_block(model, signal, min_diffusivity):
@@ -138,8 +139,7 @@ def _fit_block(model, signal, min_diffusivity):
 
 def fit_dti_in_blocks(
     images,
-    bvals,
-    bvecs,
+    gtab,
     mask,
     fit_method: str = "WLS",
     block_voxels: int = DTI_BLOCK_VOXELS,
@@ -155,8 +155,8 @@ def fit_dti_in_blocks(
     ----------
     images : sequence of (i, j, k) or (i, j, k, n_part) array_like
         The volumes in order (e.g. ``[b0, context, targets]``); together ``n`` volumes.
-    bvals : (n,) array_like
-    bvecs : (3, n) array_like
+    gtab : dipy.core.gradients.GradientTable
+        The ``n`` volumes' acquisition, in the same order.
     mask : (i, j, k) array_like of bool
     fit_method : str
         DIPY ``TensorModel`` fit method.
@@ -171,15 +171,11 @@ def fit_dti_in_blocks(
     DTIMaps
         As :func:`fit_dti` returns for ``np.concatenate(images, axis=-1)``.
     """
-    from tqdm import tqdm
-
-    bvals_arr, bvecs_arr, mask_arr, parts = _checked_fit_inputs(images, bvals, bvecs, mask, block_voxels)
-    n_volumes = bvals_arr.size
-    is_b0 = bvals_arr < B0_THRESHOLD
-    gtab = gradient_table(bvals_arr, bvecs=np.where(is_b0, 0.0, bvecs_arr).T, b0_threshold=B0_THRESHOLD)
+    mask_arr, parts = _checked_fit_inputs(images, gtab, mask, block_voxels)
+    n_volumes = len(gtab.bvals)
     model = TensorModel(gtab, fit_method=fit_method)
     # DIPY clips eigenvalues to 1e-6 / max(b) (mm^2/s): a tensor there did not fit decaying signal.
-    min_diffusivity = 1e-6 / max(float(bvals_arr.max()), 1.0)
+    min_diffusivity = 1e-6 / max(float(np.max(gtab.bvals)), 1.0)
 
     fa = np.zeros(mask_arr.shape)
     md = np.zeros(mask_arr.shape)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dmri_rcnn.core.io import make_gradient_table
 from dmri_rcnn.errors import InputError
 from dmri_rcnn.evaluation.dti import (
     DTI_BLOCK_VOXELS,
@@ -35,8 +36,7 @@ def _dti_images(b0, context, targets, context_bvecs, target_bvecs, bval, context
     Returns
     -------
     images : [b0 (i, j, k, n_b0), context (i, j, k, q_in), targets (i, j, k, q_out)], dtypes kept
-    bvals : (n,) float64 ndarray
-    bvecs : (3, n) float64 ndarray
+    gtab : GradientTable of the n = n_b0 + q_in + q_out volumes (:func:`dmri_rcnn.core.io.make_gradient_table`)
     """
     b0_vols = _b0_volumes(b0)
     context_arr = np.asarray(context)
@@ -66,11 +66,11 @@ def _dti_images(b0, context, targets, context_bvecs, target_bvecs, bval, context
         per_volume.append(values)
     bvals = np.concatenate([np.zeros(n_b0), *per_volume])
     bvecs = np.concatenate([np.zeros((3, n_b0)), ctx_rows, tgt_rows], axis=1)
-    return [b0_vols, context_arr, targets_arr], bvals, bvecs
+    return [b0_vols, context_arr, targets_arr], make_gradient_table(bvals, bvecs, "b0 + context + target b-vectors")
 
 
 def stack_for_dti(b0, context, targets, context_bvecs, target_bvecs, bval, context_bvals=None, target_bvals=None):
-    """Assemble b0 + context + target volumes with their b-values and b-vectors for a tensor fit.
+    """Assemble b0 + context + target volumes with their acquisition for a tensor fit.
 
     The stacked image is a float64 copy of everything; :func:`fit_dti_with_targets` fits the same
     volumes without building it.
@@ -91,13 +91,13 @@ def stack_for_dti(b0, context, targets, context_bvecs, target_bvecs, bval, conte
 
     Returns
     -------
-    dmri : (i, j, k, n_b0 + q_in + q_out) float64 ndarray
-    bvals : (n,) ndarray
-    bvecs : (3, n) ndarray
+    dmri : (i, j, k, n) float64 ndarray, n = n_b0 + q_in + q_out
+    gtab : dipy.core.gradients.GradientTable of the n volumes (b0 volumes at b = 0), for
+        :func:`dmri_rcnn.evaluation.dti.fit_dti`
     """
-    images, bvals, bvecs = _dti_images(b0, context, targets, context_bvecs, target_bvecs, bval, context_bvals, target_bvals)
+    images, gtab = _dti_images(b0, context, targets, context_bvecs, target_bvecs, bval, context_bvals, target_bvals)
     dmri = np.concatenate([np.asarray(image, dtype=np.float64) for image in images], axis=-1)
-    return dmri, bvals, bvecs
+    return dmri, gtab
 
 
 def fit_dti_with_targets(
@@ -124,8 +124,8 @@ def fit_dti_with_targets(
     unknown = sorted(set(fit_options) - {"block_voxels", "progress"})
     if unknown:
         raise TypeError(f"fit_dti_with_targets() got unexpected keyword argument(s) {', '.join(unknown)}")
-    images, bvals, bvecs = _dti_images(b0, context, targets, context_bvecs, target_bvecs, bval, context_bvals, target_bvals)
-    return fit_dti_in_blocks(images, bvals, bvecs, mask, **fit_options)
+    images, gtab = _dti_images(b0, context, targets, context_bvecs, target_bvecs, bval, context_bvals, target_bvals)
+    return fit_dti_in_blocks(images, gtab, mask, **fit_options)
 
 
 @dataclass(frozen=True)
