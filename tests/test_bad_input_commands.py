@@ -267,11 +267,10 @@ def test_case14_every_command_uses_the_same_exit_statuses(scan, weights):
     for name in ("run_dmri_rcnn.py", "dmri_rcnn_sh_baseline.py", "dmri_rcnn_plot.py"):
         proc = run(command(name) + ["-no_such_flag"])  # argparse's own errors use the same status
         assert proc.returncode == EXIT_BAD_INPUT and "Traceback" not in proc.stderr
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    assert "## Errors and exit status" in readme
-    section = readme.split("## Errors and exit status", 1)[1].split("\n## ", 1)[0]
+    page = (Path(__file__).resolve().parents[1] / "docs" / "guide" / "errors.md").read_text()
+    assert page.startswith("# Errors and exit status")
     for status in (EXIT_BAD_INPUT, EXIT_INTERRUPTED, 1):
-        assert f"| {status} |" in section
+        assert f"| {status} |" in page
 
 
 # ------------------------------------------------------------------ warnings

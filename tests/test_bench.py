@@ -44,7 +44,7 @@ def test_flop_count_is_the_built_models(model_dim):
     decoder = _macs_per_voxel_of_built_model(model.get_layer("decoder"))
     assert flops.encoder_flops_per_step(model_dim) == 2 * 1000 * encoder
     assert flops.decoder_flops_per_step(model_dim) == 2 * 1000 * decoder
-    # 20³ fully masked = 8 patches of 10³, predicting 84 directions from 6 (the README's reference case)
+    # 20³ fully masked = 8 patches of 10³, predicting 84 directions from 6 (the reference case of docs/results.md)
     assert flops.patches_touching(np.ones((20, 20, 20))) == 8
     assert flops.model_flops(model_dim, 8, 6, 84) == 8 * 2 * 1000 * (6 * encoder + 84 * decoder)
 

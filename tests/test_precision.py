@@ -10,7 +10,8 @@ kind of CPU, as :func:`dmri_rcnn.core.precision.cpu_bf16_kind` tells it:
 - emulated bf16 (every other CPU, and any CPU with ``TF_ENABLE_ONEDNN_OPTS=0``: TensorFlow's Eigen
   kernels): at most 6 % and 0.2 (measured: 3.9 % and 0.109, and 0.9 % and 0.020).
 
-The README's precision section gives the same figures.
+The bounds are stated in docs/guide/gpus.md ("What each kind of CPU gets"), the measured figures in
+docs/results.md.
 """
 
 from __future__ import annotations
