@@ -12,6 +12,12 @@ Per subject (one TFRecord file) and per requested shell, the pipeline
    mask;
 5. emits one example per (patch, set), patch-major, shells concatenated in the order given.
 
+A cross-shell model (``target_shells``) is given context from one shell and targets from another: for
+every context shell and every target shell (the same one included), in that order, each set holds
+``q_in`` context directions of the context shell and ``q_out`` target directions of the target shell,
+``S = min(q_context, q_target) // (q_in + q_out)`` sets (for the same shell, the disjoint sets above),
+and both are divided by the *context* shell's scale, the one inference divides and multiplies by.
+
 For training, ``interleave=N`` reads N files at once, one example from each in turn, in a file order
 shuffled on every pass, so that the shuffle buffer mixes subjects even when each file holds
 thousands of examples. Examples are then shuffled (training only; buffer 10 000), batched and
@@ -64,6 +70,9 @@ class TrainingProcessor:
     target_mask : append the patch's brain mask (1 inside, 0 outside) to every target as one extra slot
         on the direction axis, so the target is (B, q_out + 1, m, n, o); for a loss restricted to the
         mask (:func:`dmri_rcnn.training.masked_mean_absolute_error`). Not in the original (False).
+    target_shells : b-values (s/mm²) a cross-shell model predicts
+        (:attr:`dmri_rcnn.core.model_spec.ModelSpec.target_shells`); empty (the original): each example's
+        targets are of its context's shell.
     q_encoding : the model's q-space encoding (:attr:`dmri_rcnn.core.model_spec.ModelSpec.q_encoding`):
         ``"direction"`` gives the unit b-vectors (the original), ``"b_scaled"`` each b-vector times its
         b-value / 1000 (:func:`dmri_rcnn.core.processing.qspace.encode_q`).
@@ -86,6 +95,7 @@ class TrainingProcessor:
         antipodal: bool = False,
         target_mask: bool = False,
         q_encoding: str = "direction",
+        target_shells: Sequence[float] = (),
         **original_kwargs,
     ):
         unknown = set(original_kwargs) - {"norms", "shell_var", "pcent", "random_seed"}
@@ -116,6 +126,9 @@ class TrainingProcessor:
         if q_encoding not in Q_ENCODINGS:
             raise InputError(f"q_encoding is {q_encoding!r}; expected one of {', '.join(Q_ENCODINGS)}")
         self.q_encoding = q_encoding
+        self.target_shells = [float(s) for s in target_shells]
+        if any(s <= 0 for s in self.target_shells):
+            raise InputError(f"target_shells: expected positive b-values, found {list(target_shells)}")
         if self.norm:
             self.scales = None
         elif scales is not None:
@@ -211,7 +224,7 @@ class TrainingProcessor:
             # records of other writers (the original's) may hold non-unit directions: refuse them here
             bvecs = tf.io.parse_tensor(header["bvec"], tf.float32).numpy().reshape(3, -1)
             check_bvecs(bvecs, f"{path} (bvecs)", bvals=bvals)
-            for shell in self.shells:
+            for shell in dict.fromkeys(self.shells + self.target_shells):
                 count = int(np.count_nonzero(np.abs(bvals - shell) <= self.shell_tolerance))
                 if count < self.set_size:
                     raise InputError(
@@ -240,25 +253,8 @@ class TrainingProcessor:
         if self.target_mask:
             mask_patches = extract_patches_tf(tf.cast(tf.not_equal(mask, 0), tf.float32)[..., None], mask, self.patch_shape)
             mask_patches = tf.transpose(mask_patches, [0, 4, 1, 2, 3])  # (P, 1, m, n, o)
-        for position, shell in enumerate(self.shells):
-            in_shell = tf.where(tf.abs(bval - shell) <= self.shell_tolerance)[:, 0]
-            n_dirs = tf.shape(in_shell, out_type=tf.int64)[0]
-            tf.debugging.assert_greater_equal(
-                n_dirs,
-                tf.constant(q, tf.int64),
-                message=f"shell b={shell:g} has fewer than q_in + q_out = {q} directions",
-            )
-            if validation:
-                n_sets = n_dirs // q
-                sets = tf.reshape(tf.range(n_sets * q, dtype=tf.int64), [-1, q])
-            else:
-                sets = tf.numpy_function(
-                    self._direction_sets,
-                    [tf.gather(bvec, in_shell, axis=1), subject_seed, tf.constant(position, tf.int64)],
-                    tf.int64,
-                    stateful=False,
-                )
-            volumes = tf.gather(in_shell, tf.reshape(sets, [-1]))  # (S * q,) volume indices, set-major
+        for position, (shell, target_shell) in enumerate(self.shell_pairs):
+            in_shell, volumes = self._set_volumes(bvec, bval, (shell, target_shell), position, subject_seed, validation)
             n_sets = tf.shape(volumes)[0] // q
             shell_signal = tf.gather(dmri, volumes, axis=3) / self._scale_tensor(dmri, mask, in_shell, shell)
             patches = extract_patches_tf(shell_signal, mask, self.patch_shape)  # (P, m, n, o, S * q)
@@ -281,7 +277,47 @@ class TrainingProcessor:
         bvec_out = tf.ensure_shape(bvecs[:, self.q_in :], [None, self.q_out, 3])
         return (context, bvec_in, bvec_out), target
 
+    @property
+    def shell_pairs(self) -> list[tuple[float, float]]:
+        """(context shell, target shell) of each group of examples, in the order they are emitted."""
+        if not self.target_shells:
+            return [(shell, shell) for shell in self.shells]
+        return [(shell, target) for shell in self.shells for target in self.target_shells]
+
     # ------------------------------------------------------------------------------ internals
+
+    def _set_volumes(self, bvec, bval, pair: tuple[float, float], position: int, subject_seed, validation: bool):
+        """The context shell's volume indices and the example sets' volumes of one (context, target) shell pair.
+
+        Returns
+        -------
+        in_shell : (q_context,) int64, the context shell's volumes
+        volumes : (S * (q_in + q_out),) int64, set-major: each set's q_in context volumes, then its q_out
+            target volumes
+        """
+        q = self.set_size
+        in_shells = [tf.where(tf.abs(bval - shell) <= self.shell_tolerance)[:, 0] for shell in dict.fromkeys(pair)]
+        for shell, shell_volumes in zip(dict.fromkeys(pair), in_shells):
+            tf.debugging.assert_greater_equal(
+                tf.shape(shell_volumes, out_type=tf.int64)[0],
+                tf.constant(q, tf.int64),
+                message=f"shell b={shell:g} has fewer than q_in + q_out = {q} directions",
+            )
+        in_shell, in_target = in_shells[0], in_shells[-1]
+        if validation:  # file order: set k is volumes k*q .. k*q + q - 1 of each shell
+            n_sets = tf.reduce_min([tf.shape(volumes, out_type=tf.int64)[0] for volumes in in_shells]) // q
+            sets = tf.reshape(tf.range(n_sets * q, dtype=tf.int64), [-1, q])
+        else:
+            sets = tf.numpy_function(
+                self._direction_sets,
+                [*(tf.gather(bvec, volumes, axis=1) for volumes in in_shells), subject_seed,
+                 tf.constant(position, tf.int64)],
+                tf.int64,
+                stateful=False,
+            )
+        context = tf.gather(in_shell, sets[:, : self.q_in])
+        target = tf.gather(in_target, sets[:, self.q_in :])
+        return in_shell, tf.reshape(tf.concat([context, target], axis=1), [-1])
 
     def _interleaved_examples(self, files: list[str], subject_seeds: tf.data.Dataset, cycle_length: int,
                               parallel) -> tf.data.Dataset:
@@ -305,12 +341,23 @@ class TrainingProcessor:
             deterministic=True,
         )
 
-    def _direction_sets(self, shell_bvecs: np.ndarray, subject_seed: np.int64, position: np.int64) -> np.ndarray:
-        """(S, q_in + q_out) int64 farthest-point sets over the shell's directions (NumPy, per subject)."""
+    def _direction_sets(self, shell_bvecs: np.ndarray, *args) -> np.ndarray:
+        """(S, q_in + q_out) int64 farthest-point sets (NumPy, per subject): q_in indices into the context
+        shell's directions, then q_out into the target shell's.
+
+        ``args`` is ``(subject_seed, position)`` for targets of the context's shell (disjoint sets of one
+        split), or ``(target_bvecs, subject_seed, position)`` for another shell: the inputs of a split of
+        the context shell and the outputs of a split of the target shell, as many sets as both have.
+        """
+        *target_bvecs, subject_seed, position = args
         rng = None
         if self.random_start:
             rng = np.random.default_rng([int(subject_seed) & 0xFFFFFFFFFFFFFFFF, int(position)])
         inputs, outputs = farthest_point_subsets(shell_bvecs, self.q_in, self.q_out, rng, self.antipodal)
+        if target_bvecs:
+            _, outputs = farthest_point_subsets(target_bvecs[0], self.q_in, self.q_out, rng, self.antipodal)
+            n_sets = min(len(inputs), len(outputs))
+            inputs, outputs = inputs[:n_sets], outputs[:n_sets]
         return np.concatenate([inputs, outputs], axis=1)
 
     def _scale_tensor(self, dmri: tf.Tensor, mask: tf.Tensor, in_shell: tf.Tensor, shell: float) -> tf.Tensor:
