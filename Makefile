@@ -1,12 +1,13 @@
 # Quick start:  make study   (the whole study on synthetic subjects, CPU, minutes)
 #               make test    (the test suite)
+#               make docs    (the documentation site, docs/_build/html/index.html)
 PYTHON ?= python3
 VENV ?= .venv
 ORIGINAL_VENV ?= .venv-original
 CORES ?= 2
 BIN := $(VENV)/bin
 
-.PHONY: install study test report original-env lint clean-results
+.PHONY: install study test report original-env lint clean-results docs
 
 install: $(VENV)/.installed
 
@@ -34,6 +35,15 @@ study: install
 
 test: install original-env
 	DMRI_RCNN_ORIGINAL_PYTHON=$(abspath $(ORIGINAL_VENV))/bin/python $(BIN)/pytest
+
+# The documentation site: every warning is an error (a broken link, an unknown reference, a public
+# function without a docstring). The docs extra goes into the same environment, once.
+docs: $(VENV)/.docs-installed
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
+
+$(VENV)/.docs-installed: $(VENV)/.installed pyproject.toml
+	$(BIN)/python -m pip install -q -e '.[docs]'
+	touch $@
 
 lint: install
 	$(BIN)/snakemake --lint
