@@ -83,6 +83,7 @@ def interrupt_requested() -> bool:
 
 
 def request_interrupt() -> None:
+    """Record that Ctrl-C was pressed: :func:`interrupt_requested` is True from now on."""
     _Interrupt.requested = True
 
 

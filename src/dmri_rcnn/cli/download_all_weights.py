@@ -10,14 +10,20 @@ from dmri_rcnn.errors import InputError
 PROG = "dmri_rcnn_download_all_weights.py"
 
 
-def download_all(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command's argument parser (also read by the documentation's command reference)."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Download all published dMRI-RCNN weights (1D and 3D, every shell and q_in) into "
         "$DMRI_RCNN_DIR (default ~/.dmri_rcnn). Files already present are kept.",
     )
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="Hide progress bars.")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def download_all(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and download every published checkpoint; returns 0 (a failure raises InputError)."""
+    args = build_parser().parse_args(argv)
 
     from dmri_rcnn.core.weights import PUBLISHED_WEIGHTS, get_weights
 

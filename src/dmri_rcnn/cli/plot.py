@@ -21,6 +21,7 @@ PROG = "dmri_rcnn_plot.py"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command's argument parser (also read by the documentation's command reference)."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Plot inferred dMRI volumes against a reference: slices and absolute-error maps.",
@@ -56,6 +57,7 @@ def _label(path: str) -> str:
 
 
 def main_unchecked(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and write the figure; errors raise (``main`` turns them into exit statuses)."""
     args = build_parser().parse_args(argv)
     inputs = {"-reference": args.reference, "-mask": args.mask, **{f"-dmri_in ({n + 1})": p for n, p in enumerate(args.dmri_in)}}
     output = check_output(args.out, "-out", (".png",), inputs, prog=PROG)

@@ -40,6 +40,7 @@ def shell_value(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command's argument parser (also read by the documentation's command reference)."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="dMRI RCNN Angular Super-resolution: infer dMRI volumes for new b-vectors from a few "
@@ -252,6 +253,8 @@ def input_warnings(args, image, dmri: np.ndarray, mask: np.ndarray) -> list[str]
 
 
 def select_weights(args, q_in: int):
+    """The weights to load: the ``--weights`` path, else the published checkpoint prefix (downloaded if
+    missing) for the flags' model and ``q_in``."""
     from dmri_rcnn.core.weights import get_weights, weights_key
 
     if args.weights is not None:
@@ -317,6 +320,7 @@ def write_output(volumes: np.ndarray, image, target: Path) -> None:
 
 
 def print_summary(args, q_in: int, q_out: int) -> None:
+    """Print the chosen model (type, shell, q_in, q_out) as the original command did."""
     kind = f"{args.model_dim}D" + (" Combined" if args.combined else "")
     print("Model parameters selected:")
     print(f"    Model Type -> {kind}")

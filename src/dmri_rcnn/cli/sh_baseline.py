@@ -33,6 +33,7 @@ PROG = "dmri_rcnn_sh_baseline.py"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command's argument parser (also read by the documentation's command reference)."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Spherical-harmonic baseline: predict target diffusion directions from context volumes.",
@@ -78,6 +79,7 @@ def _parse_order(text: str) -> int | None:
 
 
 def main_unchecked(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and write the SH prediction; errors raise (``main`` turns them into exit statuses)."""
     args = build_parser().parse_args(argv)
     order = _parse_order(args.sh_order)
     if args.smooth < 0:

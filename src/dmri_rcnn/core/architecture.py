@@ -98,6 +98,7 @@ class Architecture:
         return layer_norm * (2 + 2) + batch_norm * (2 + 4) + 2 + 3 + 2
 
 
+#: The two published variants by model dimension: 1 (1D, per-voxel) and 3 (3D, patch) models.
 ARCHITECTURES: dict[int, Architecture] = {
     3: Architecture(
         encoder_init=("init", 200, 1),

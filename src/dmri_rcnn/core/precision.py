@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 #: Precisions a model can compute in, and the Keras dtype policy each builds the layers under.
 KERAS_POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+#: The precisions a model can compute in: ``fp32``, ``bf16`` and ``fp16``.
 PRECISIONS = tuple(KERAS_POLICIES)
 #: What a user may ask for: a precision, or ``auto`` (the fastest one the hardware runs natively).
 PRECISION_REQUESTS = (*PRECISIONS, "auto")

@@ -40,6 +40,7 @@ class PublishedWeights:
     num_shards: int
 
     def file_names(self) -> list[str]:
+        """The checkpoint's files: ``weights.index`` then its ``num_shards`` data shards."""
         shards = [f"{CHECKPOINT_NAME}.data-{i:05d}-of-{self.num_shards:05d}" for i in range(self.num_shards)]
         return [f"{CHECKPOINT_NAME}.index", *shards]
 

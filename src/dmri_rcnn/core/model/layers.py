@@ -33,15 +33,18 @@ class SampleWiseConv3D(layers.Conv3D):
     """
 
     def build(self, input_shape):
+        """Create the kernel for one q-sample of ``input_shape = (batch, q, x, y, z, c_in)``."""
         super().build((None,) + tuple(input_shape[2:]))
 
     def call(self, inputs):
+        """Convolve ``(batch, q, x, y, z, c_in)`` sample by sample into ``(batch, q, x', y', z', filters)``."""
         dynamic_shape = ops.shape(inputs)
         merged = ops.reshape(inputs, (-1,) + tuple(inputs.shape[2:]))
         convolved = super().call(merged)
         return ops.reshape(convolved, (dynamic_shape[0], dynamic_shape[1]) + tuple(convolved.shape[1:]))
 
     def compute_output_shape(self, input_shape):
+        """Shape of :meth:`call`'s result; a 5-axis shape (one q-sample) gets Conv3D's answer."""
         if len(input_shape) == self.rank + 2:  # Conv3D.build asks about a single q-sample
             return super().compute_output_shape(input_shape)
         per_sample = super().compute_output_shape((None,) + tuple(input_shape[2:]))
@@ -60,14 +63,17 @@ class TileBVectors(layers.Layer):
         self.spatial_shape = tuple(int(s) for s in spatial_shape)
 
     def call(self, bvecs):
+        """Tile ``(batch, q, 3)`` b-vectors to ``(batch, q, x, y, z, 3)``."""
         dynamic_shape = ops.shape(bvecs)
         per_voxel = ops.reshape(bvecs, (dynamic_shape[0], dynamic_shape[1], 1, 1, 1, bvecs.shape[-1]))
         return ops.tile(per_voxel, (1, 1) + self.spatial_shape + (1,))
 
     def compute_output_shape(self, input_shape):
+        """``(batch, q, 3)`` -> ``(batch, q, x, y, z, 3)``."""
         return (input_shape[0], input_shape[1]) + self.spatial_shape + (input_shape[-1],)
 
     def get_config(self):
+        """Keras config: the base layer's plus ``spatial_shape`` (voxels, as a list)."""
         return {**super().get_config(), "spatial_shape": list(self.spatial_shape)}
 
 
@@ -79,10 +85,12 @@ class RepeatLatent(layers.Layer):
     """
 
     def call(self, inputs):
+        """Repeat ``state (batch, x, y, z, c)`` along a new axis 1, once per row of ``bvecs (batch, q_out, 3)``."""
         state, bvecs = inputs
         repeats = ops.shape(bvecs)[1]
         return ops.repeat(ops.expand_dims(state, axis=1), repeats, axis=1)
 
     def compute_output_shape(self, input_shapes):
+        """``[(batch, x, y, z, c), (batch, q_out, 3)]`` -> ``(batch, q_out, x, y, z, c)``."""
         state_shape, bvec_shape = input_shapes
         return (state_shape[0], bvec_shape[1]) + tuple(state_shape[1:])

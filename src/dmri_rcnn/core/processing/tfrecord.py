@@ -2,15 +2,15 @@
 
 One file holds one ``tf.train.Example`` (one subject, or one octant of a subject) with the features
 
-=========  ==========================================================  ========
-feature    content                                                     dtype
-=========  ==========================================================  ========
-``dmri``   ``tf.io.serialize_tensor`` of the (i, j, k, q) signal        float32
-``bvec``   ``tf.io.serialize_tensor`` of the (3, q) b-vectors           float32
-``bval``   ``tf.io.serialize_tensor`` of the (q,) b-values (s/mm²)      float32
-``mask``   ``tf.io.serialize_tensor`` of the (i, j, k) brain mask       int8
-``i j k b``  the four sizes, one int64 each
-=========  ==========================================================  ========
+============  ==========================================================  ========
+feature       content                                                     dtype
+============  ==========================================================  ========
+``dmri``      ``tf.io.serialize_tensor`` of the (i, j, k, q) signal        float32
+``bvec``      ``tf.io.serialize_tensor`` of the (3, q) b-vectors           float32
+``bval``      ``tf.io.serialize_tensor`` of the (q,) b-values (s/mm²)      float32
+``mask``      ``tf.io.serialize_tensor`` of the (i, j, k) brain mask       int8
+``i j k b``   the four sizes, one each                                     int64
+============  ==========================================================  ========
 
 so files written here and by ``dmri-rcnn==0.4.2`` are interchangeable. A protobuf message cannot exceed
 2 GiB: split large images with :func:`dmri_rcnn.core.io.split_image_to_octants` first.
