@@ -11,9 +11,9 @@ b0 volumes and one acquired shell, the *context* (b = 1000 s/mm²). This module 
 
 Every acquisition travels as one DIPY :class:`~dipy.core.gradients.GradientTable` (b-values in s/mm²,
 unit b-vectors, b0 volumes below :data:`dmri_rcnn.core.io.B0_THRESHOLD`). Images are ``(i, j, k, n)``
-with one volume per row of their table and masks ``(i, j, k)``, a voxel being inside when its value is
-> 0. Signal is in the units of the input (raw scanner units); diffusivities in mm²/s; kurtosis and FA
-are dimensionless.
+with one volume per row of their table and masks ``(i, j, k)``, a voxel being inside when its value
+is positive. Signal is in the units of the input (raw scanner units); diffusivities in mm²/s; kurtosis
+and FA are dimensionless.
 """
 
 from __future__ import annotations
