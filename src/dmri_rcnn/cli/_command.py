@@ -48,6 +48,7 @@ def quiet_tensorflow() -> None:
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
+        # lazy: absl comes with TensorFlow, which may be absent
         from absl import logging as absl_logging
 
         absl_logging.set_verbosity(absl_logging.ERROR)

@@ -70,6 +70,7 @@ class _Predictor:
     """Runs a model on batches; with an encoder/decoder model the latent is computed once per batch."""
 
     def __init__(self, model):
+        # lazy: the inputs are checked before TensorFlow loads (a fast error)
         import tensorflow as tf
 
         def compiled(call, keras_model):

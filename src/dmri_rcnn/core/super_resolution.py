@@ -17,9 +17,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from dmri_rcnn.core.inference import InferenceSettings
+from dmri_rcnn.core import io
+from dmri_rcnn.core.inference import InferenceSettings, infer
 from dmri_rcnn.core.io import B0_THRESHOLD
-from dmri_rcnn.core.processing.directions import hcp_like_scheme
+from dmri_rcnn.core.processing.directions import evenly_spread_directions, hcp_like_scheme, select_context_directions
 from dmri_rcnn.core.processing.scaling import intensity_scale
 from dmri_rcnn.core.processing.shells import SHELL_TOLERANCE, shell_indices
 from dmri_rcnn.errors import InputError
@@ -63,9 +64,6 @@ def target_directions(targets: str | int | PathLike, shell: int, seed: int = 0) 
     shell : b-value (s/mm²) of the targets.
     seed : seed of the evenly spread directions.
     """
-    from dmri_rcnn.core import io
-    from dmri_rcnn.core.processing.directions import evenly_spread_directions
-
     text = str(targets).strip()
     if text.lower() == "hcp":
         return hcp_like_directions(shell)
@@ -133,8 +131,6 @@ def super_resolve(
     SuperResolved : the acquired b0 and context volumes (same values and dtype family as ``dmri``: float32,
         or float64 for float64 input), then the predictions; b-values of the predictions are ``shell``.
     """
-    from dmri_rcnn.core.inference import infer
-
     settings = SuperResolutionSettings.with_options(settings, options, "super_resolve")
     tolerance, context_size = settings.tolerance, settings.context_size
     dmri = np.asarray(dmri)
@@ -157,8 +153,6 @@ def super_resolve(
             raise InputError(
                 f"shell b={shell} has {context.size} volumes; the model needs {context_size} context directions"
             )
-        from dmri_rcnn.core.processing.directions import select_context_directions
-
         chosen, _ = select_context_directions(
             bvecs[:, context], int(context_size), settings.seed, antipodal=settings.antipodal
         )
@@ -196,8 +190,6 @@ def super_resolve_files(
 
     The three outputs are written atomically, the image last.
     """
-    from dmri_rcnn.core import io
-
     image = io.load_nifti_image(dmri)
     data = np.asarray(image.dataobj)
     if not np.issubdtype(data.dtype, np.floating):

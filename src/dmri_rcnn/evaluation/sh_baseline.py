@@ -24,6 +24,7 @@ import numpy as np
 from dipy.core.geometry import cart2sphere
 from dipy.reconst import shm
 
+from dmri_rcnn.core.io import check_bvecs
 from dmri_rcnn.errors import InputError
 
 SH_BASES = ("tournier07", "descoteaux07")
@@ -50,8 +51,6 @@ def as_bvec_rows(bvecs, name: str = "bvecs") -> np.ndarray:
     name : str
         Name used in error messages.
     """
-    from dmri_rcnn.core.io import check_bvecs
-
     arr = np.asarray(bvecs, dtype=np.float64)
     if arr.ndim != 2 or 3 not in arr.shape:
         raise InputError(f"{name} must have shape (3, N); found shape {arr.shape}")

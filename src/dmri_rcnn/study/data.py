@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from dmri_rcnn.core import io
+from dmri_rcnn.core.processing.directions import select_context_directions
+from dmri_rcnn.core.processing.shells import require_shell_indices
 from dmri_rcnn.errors import InputError
 from dmri_rcnn.types import PathLike
 from dmri_rcnn.utils import atomic_path
@@ -133,6 +135,7 @@ def split_octants(
 
 def make_tfrecords(parts_dir: PathLike, out_dir: PathLike) -> list[Path]:
     """Write one TFRecord per part folder made by :func:`split_octants`; return their paths."""
+    # lazy: TensorFlow only for the TFRecords (the other data rules' env has none)
     from dmri_rcnn.core.processing import save_tfrecord_data
 
     parts = sorted(p for p in Path(parts_dir).iterdir() if p.is_dir() and p.name.startswith("part-"))
@@ -187,9 +190,6 @@ def subsample_context(
     -------
     context_index, target_index : indices into the shell's volumes (file order).
     """
-    from dmri_rcnn.core.processing.directions import select_context_directions
-    from dmri_rcnn.core.processing.shells import require_shell_indices
-
     bval = io.load_bval(bvals)
     bvec = io.load_bvec(bvecs, bvals=bval)
     img = io.load_nifti_image(dmri)

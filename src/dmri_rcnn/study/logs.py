@@ -10,7 +10,9 @@ from collections.abc import Iterable, Mapping
 
 from dmri_rcnn.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, InputError
 
+from dmri_rcnn.study.layout import SUBJECT_FILE_NAMES, subject_files
 from dmri_rcnn.types import PathLike
+from dmri_rcnn.utils import request_interrupt
 
 
 def log_to_file(path: PathLike) -> logging.Logger:
@@ -52,8 +54,6 @@ def describe_failure(
     -------
     ``subject te1: <message>`` (with ``rule evaluate, reading ...`` when no input is named).
     """
-    from dmri_rcnn.study.layout import SUBJECT_FILE_NAMES
-
     message = " ".join(str(message).split())
     line = message
     inputs = [str(path) for path in inputs]
@@ -80,8 +80,6 @@ def start_step(smk) -> logging.Logger:
     ----------
     smk : the ``snakemake`` object of the script.
     """
-    from dmri_rcnn.utils import request_interrupt
-
     logger = log_to_file(smk.log[0])
     subject = dict(smk.wildcards.items()).get("subject")
     rule = smk.rule
@@ -94,8 +92,6 @@ def start_step(smk) -> logging.Logger:
         if issubclass(kind, KeyboardInterrupt):
             line, status = f"{rule}: interrupted; no output written", EXIT_INTERRUPTED
         elif issubclass(kind, InputError):
-            from dmri_rcnn.study.layout import subject_files
-
             try:
                 own_files = subject_files(smk.config, subject) if subject is not None else None
             except (KeyError, TypeError):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from dmri_rcnn.core import io
-from dmri_rcnn.core.model_spec import ModelSpec
+from dmri_rcnn.core.inference import infer
+from dmri_rcnn.core.model_spec import ModelSpec, check_weights
+from dmri_rcnn.core.processing.scaling import intensity_scale
 from dmri_rcnn.types import PathLike
 
 
@@ -41,10 +43,8 @@ def predict_with_trained_model(
     -------
     (i, j, k, q_out) float32 prediction.
     """
-    from dmri_rcnn.core.inference import infer
+    # lazy: TensorFlow loads only when the step runs
     from dmri_rcnn.core.model import load_trained_model
-    from dmri_rcnn.core.model_spec import check_weights
-    from dmri_rcnn.core.processing.scaling import intensity_scale
 
     found = check_weights(weights, spec, f"the study's model {spec.name}")
     model = load_trained_model(weights, found)

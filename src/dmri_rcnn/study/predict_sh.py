@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
 from dmri_rcnn.core import io
+from dmri_rcnn.errors import InputError
+from dmri_rcnn.evaluation import select_sh_on_held_out, select_sh_parameters, sh_interpolate
 from dmri_rcnn.types import PathLike
+from dmri_rcnn.utils import write_json
 
 
 def select_sh_on_validation(examples: list[dict], settings: dict, out_path: PathLike) -> dict:
@@ -25,9 +29,6 @@ def select_sh_on_validation(examples: list[dict], settings: dict, out_path: Path
     -------
     The JSON content as a dict.
     """
-    from dmri_rcnn.evaluation import select_sh_on_held_out
-    from dmri_rcnn.utils import write_json
-
     loaded = [
         {
             "context": io.load_nifti(files["context"]),
@@ -76,11 +77,6 @@ def predict_with_sh(
     The settings used: ``sh_order``, ``smooth``, ``basis`` (and ``error``, ``criterion`` when chosen
     automatically).
     """
-    import json
-
-    from dmri_rcnn.errors import InputError
-    from dmri_rcnn.evaluation import select_sh_parameters, sh_interpolate
-
     dmri, affine = io.load_nifti(context, return_affine=True)
     bvec_in = io.load_bvec(context_bvecs)
     bvec_out = io.load_bvec(target_bvecs)

@@ -33,6 +33,7 @@ from dmri_rcnn.core import io
 from dmri_rcnn.core.model_spec import ModelSpec
 from dmri_rcnn.errors import InputError
 from dmri_rcnn.study import design
+from dmri_rcnn.study.super_resolve_config import super_resolve_shell
 from dmri_rcnn.types import PathLike
 
 #: How a subject of each group is named in messages.
@@ -82,8 +83,6 @@ def shell_requirements(cfg: dict, role: str) -> dict[int, tuple[int, str]]:
     """
     needs: dict[int, tuple[int, str]] = {}
     if role == "super_resolve":
-        from dmri_rcnn.study.super_resolve_config import super_resolve_shell
-
         section = cfg["super_resolve"]
         spec = ModelSpec.from_name(section["model"])
         return {super_resolve_shell(section, spec): (spec.q_in, f"{section['model']} reads q_in {spec.q_in} context directions")}

@@ -15,6 +15,7 @@ import importlib
 from pathlib import Path
 
 from dmri_rcnn.core.model_spec import COMBINED_SHELLS, ModelSpec, check_weights, published_model_spec
+from dmri_rcnn.core.weights import PUBLISHED_WEIGHTS, get_weights, load_original_checkpoint
 from dmri_rcnn.errors import ConfigError, InputError
 from dmri_rcnn.types import PathLike
 
@@ -39,8 +40,6 @@ def published_key(spec: ModelSpec):
     or ``all_norm`` for one with percentile scaling. Every published model reads unit b-vectors and predicts
     its context's shell: a cross-shell or b-scaled model has none.
     """
-    from dmri_rcnn.core.weights import PUBLISHED_WEIGHTS
-
     if spec.target_shells or spec.q_encoding != "direction":
         return None
     if len(spec.shells) == 1:
@@ -56,8 +55,6 @@ def published_key(spec: ModelSpec):
 
 def published_model_names() -> list[str]:
     """The published checkpoints in the study's model names: ``1D_b1000_q6`` ... ``3D_all_q10``."""
-    from dmri_rcnn.core.weights import PUBLISHED_WEIGHTS
-
     return list(dict.fromkeys(published_model_spec(*key).name for key in PUBLISHED_WEIGHTS))
 
 
@@ -138,8 +135,8 @@ def import_published_weights(model_dim: int, shell, q_in: int, out_path: PathLik
     The values are copied exactly (float32 to float32), so predictions equal those of
     ``run_dmri_rcnn.py`` with the same checkpoint.
     """
+    # lazy: TensorFlow loads only when the step runs
     from dmri_rcnn.core.model import build_model_from_spec, save_trained_model
-    from dmri_rcnn.core.weights import get_weights, load_original_checkpoint
 
     spec = published_model_spec(model_dim, shell, q_in)
     prefix = get_weights(model_dim, shell, q_in, progress=progress)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-
-from dmri_rcnn.core.super_resolution import SuperResolved
+from dmri_rcnn.core.model_spec import read_model_spec, sidecar_path
+from dmri_rcnn.core.super_resolution import SuperResolved, super_resolve_files, target_directions
+from dmri_rcnn.errors import InputError
 from dmri_rcnn.types import PathLike
 
 
@@ -31,10 +32,8 @@ def super_resolve_subject(
     antipodal : compare directions by axis when choosing the context (``sampling.antipodal``).
     batch_size : patches per model call.
     """
+    # lazy: TensorFlow loads only when the step runs
     from dmri_rcnn.core.model import load_trained_model
-    from dmri_rcnn.core.model_spec import read_model_spec, sidecar_path
-    from dmri_rcnn.core.super_resolution import super_resolve_files, target_directions
-    from dmri_rcnn.errors import InputError
 
     spec = read_model_spec(weights)
     if spec is None:

@@ -91,6 +91,7 @@ def write_history(history: list[dict], path: PathLike) -> None:
 
 
 def epoch_checkpoint_callback(checkpoint_dir: Path, state: dict):
+    # lazy: TensorFlow loads only when a model is built or trained
     import keras
 
     class EpochCheckpoint(keras.callbacks.Callback):

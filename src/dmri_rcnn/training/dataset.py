@@ -51,6 +51,7 @@ def build_datasets(
     ``loss="mae_in_mask"`` the targets carry the brain mask as a last slot, (B, q_out + 1, 10, 10, 10)
     (on several devices, each voxel's weight: :func:`global_mask_weights`).
     """
+    # lazy: TensorFlow loads only when a model is built or trained
     from dmri_rcnn.core.processing import TrainingProcessor
 
     target_mask = config.loss == "mae_in_mask"
@@ -89,6 +90,7 @@ def global_mask_weights(inputs, targets):
     among devices, each device's :func:`~dmri_rcnn.training.masked_mean_absolute_error` (whose weights
     sum to at most 1 there) is its part of the whole batch's masked MAE, and the parts add up to it.
     """
+    # lazy: TensorFlow loads only when a model is built or trained
     import tensorflow as tf
 
     signal, mask = targets[:, :-1], targets[:, -1:]

@@ -80,6 +80,7 @@ def training_strategy(devices: Devices = None):
     """``(strategy, replicas)`` for the devices: ``(None, 1)`` where the training runs as on one device
     (no GPU, one GPU, or the first GPU alone), else a ``tf.distribute`` strategy and its replica count
     (``MirroredStrategy`` over several devices, ``OneDeviceStrategy`` for one other than the default)."""
+    # lazy: TensorFlow loads only when a model is built or trained
     import tensorflow as tf
 
     gpus = [device.name for device in tf.config.list_logical_devices("GPU")]

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 def configure_threads(threads: int) -> None:
     """Limit TensorFlow to ``threads`` CPU threads (call before any TensorFlow work)."""
+    # lazy: TensorFlow loads only when a model is built or trained
     import tensorflow as tf
 
     threads = max(1, int(threads))
@@ -84,6 +85,7 @@ def masked_mean_absolute_error(y_true, y_pred):
     Scalar: mean of ``|y_true - y_pred|`` over every (example, direction, voxel) inside the mask
     (0 for a batch without brain voxels).
     """
+    # lazy: TensorFlow loads only when a model is built or trained
     import keras.ops as ops
 
     target, mask = y_true[:, :-1], y_true[:, -1:]
@@ -117,6 +119,7 @@ def build_model(
     ``"auto"`` leaves the choice to Keras (XLA on a GPU, not on a CPU, where it made these models'
     steps 3-8x slower: ``bench/bench_training_config.py``).
     """
+    # lazy: TensorFlow loads only when a model is built or trained
     import keras
 
     from dmri_rcnn.core.model import ARCHITECTURES, get_autoencoder
@@ -146,6 +149,7 @@ def build_model(
 def synchronise_batch_statistics(model) -> None:
     """Let the model's batch normalisations take their statistics over the global batch, not each device's
     share of it (so several devices train the model one device would at the global batch)."""
+    # lazy: TensorFlow loads only when a model is built or trained
     import keras
 
     for layer in model._flatten_layers():
@@ -230,7 +234,7 @@ def train_model(
     The final state: ``epoch``, ``best_epoch``, ``best_val_loss``, ``history`` (list of rows), ``settings``
     (the fingerprinted settings), ``resumed_from``.
     """
-    # lazy: keeps TensorFlow out of the import of dmri_rcnn.training
+    # lazy: TensorFlow loads only when a model is built or trained
     import keras
 
     checkpoint_dir = outputs.checkpoint
@@ -358,7 +362,7 @@ def _write_outputs(spec, state: dict, outputs: TrainingOutputs, title: str) -> N
         shutil.copyfile(outputs.checkpoint / state["best_weights"], tmp)
     write_history(state["history"], outputs.history)
     if outputs.loss_plot is not None:
-        from dmri_rcnn.plot import plot_training_history  # lazy: keeps matplotlib out of importing the package
+        from dmri_rcnn.plot import plot_training_history  # lazy: matplotlib loads only for the plot
 
         plot_training_history({title or Path(outputs.weights).parent.name: outputs.history}, path=outputs.loss_plot)
     log.info("best epoch %s (val_loss %s); weights in %s", state["best_epoch"], state["best_val_loss"],

@@ -27,6 +27,7 @@ from dmri_rcnn.core.model.layers import (
     keras2_hard_sigmoid,
 )
 from dmri_rcnn.core.precision import KERAS_POLICIES, check_precision
+from dmri_rcnn.core.weights import load_model_weights
 
 
 def conv_block(
@@ -184,8 +185,6 @@ def _build_autoencoder(
     model.compile(loss=loss, optimizer=loss_scaled(adam_optimizer(), precision))
 
     if weights is not None:
-        from dmri_rcnn.core.weights import load_model_weights
-
         load_model_weights(model, weights, model_dim=model_dim)
     return model
 

@@ -8,6 +8,7 @@ import os
 from dmri_rcnn.core.model.autoencoder import get_autoencoder
 from dmri_rcnn.core.model_spec import ModelSpec, read_model_spec, sidecar_path, write_model_spec
 from dmri_rcnn.core.precision import choose_precision, configure_devices
+from dmri_rcnn.core.weights import load_model_weights, save_model_weights
 from dmri_rcnn.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,6 @@ def load_trained_model(weights: str | os.PathLike, spec: ModelSpec | None = None
         No description, an invalid one, or weights that do not fit it (one line naming the architecture
         expected, the one found in the file, and the description).
     """
-    from dmri_rcnn.core.weights import load_model_weights
-
     described_by = "the given description"
     if spec is None:
         spec = read_model_spec(weights)
@@ -80,7 +79,5 @@ def save_trained_model(model, spec: ModelSpec, weights: str | os.PathLike):
     The sidecar is written first and the weights last, each atomically, so a weights file never appears
     without its description.
     """
-    from dmri_rcnn.core.weights import save_model_weights
-
     write_model_spec(spec, weights)
     return save_model_weights(model, weights)
