@@ -310,6 +310,19 @@ def test_conda_envs_are_pinned_and_cover_their_rules_imports():
     assert checked >= 10
 
 
+def test_each_rule_runs_the_script_named_after_it():
+    """Rule ``X`` runs ``workflow/scripts/X.py``, so a log line, a rule and its script are found by one name."""
+    rules = re.split(r"^\s*rule ", "\n".join(p.read_text() for p in sorted((REPO_ROOT / "workflow" / "rules").glob("*.smk"))),
+                     flags=re.MULTILINE)
+    named = {}
+    for block in rules[1:]:
+        script = re.search(r'script:\s*\n\s*"\.\./scripts/([\w.]+)\.py"', block)
+        if script:
+            named[block.split(":", 1)[0].strip()] = script.group(1)
+    assert len(named) >= 10, named
+    assert {rule: script for rule, script in named.items() if rule != script} == {}
+
+
 @pytest.mark.parametrize("pattern", ["data/{subject}/T1w/Diffusion", "scans/sub-{subject}"])
 def test_local_subjects_are_read_in_place(tmp_path, pattern):
     from dmri_rcnn.simulation import simulate_subject, write_subject

@@ -63,7 +63,7 @@ def test_every_tensorflow_step_lets_gpu_memory_grow():
     rules = re.split(r"^rule ", "".join(p.read_text() for p in (REPO_ROOT / "workflow" / "rules").glob("*.smk")),
                      flags=re.MULTILINE)
     scripts = [re.search(r'"\.\./scripts/(\w+\.py)"', rule).group(1) for rule in rules if "envs/tensorflow.yaml" in rule]
-    assert {"train_model.py", "infer.py", "super_resolve.py", "make_tfrecords.py"} <= set(scripts)
+    assert {"train_model.py", "infer.py", "super_resolve_subject.py", "make_tfrecords.py"} <= set(scripts)
     for script in scripts:
         text = (REPO_ROOT / "workflow" / "scripts" / script).read_text()
         assert "configure_devices()" in text or "train_model(" in text, script

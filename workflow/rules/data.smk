@@ -65,4 +65,4 @@ if SUBJECTS["source"] == "hcp_s3":
         params:
             urls=hcp_s3_urls,
         script:
-            "../scripts/fetch_hcp_subject.py"
+            "../scripts/download_hcp_subject.py"

@@ -26,4 +26,4 @@ rule super_resolve_subject:
         batch_size=config["inference"]["batch_size"],
         antipodal=config["sampling"]["antipodal"],
     script:
-        "../scripts/super_resolve.py"
+        "../scripts/super_resolve_subject.py"
