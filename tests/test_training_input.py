@@ -6,6 +6,8 @@ be read back from its context (after undoing the shell's scale).
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -61,3 +63,14 @@ def test_every_epoch_reads_every_example_once_in_a_new_file_order(subject_record
     for epoch in (first, second):
         assert np.bincount(epoch, minlength=SUBJECTS).tolist() == [48] * SUBJECTS
     assert first != second
+
+
+def test_a_percentile_scaled_model_is_trained_on_signal_scaled_by_each_subjects_percentile(subject_records):
+    """The model's own scaling (``spec.scaling``) decides how the training signal is scaled."""
+    config = TrainingConfig(model_dim=1, shells=[1000], q_in=6, q_out=10, batch_size=8, steps_per_epoch=4,
+                            validation_steps=1, seed=5)
+    config = dataclasses.replace(config, spec=dataclasses.replace(config.spec, scaling="percentile"))
+    train, _ = build_datasets(config, subject_records, subject_records[:1])
+    contexts = np.concatenate([inputs[0].numpy() for inputs, _ in train.take(4)])
+    # each subject's constant signal divided by its own 99th percentile
+    np.testing.assert_allclose(contexts.max(axis=(1, 2, 3, 4)), 1.0, rtol=1e-5)

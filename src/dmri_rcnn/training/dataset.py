@@ -29,18 +29,17 @@ def build_datasets(
     train_records: Sequence[PathLike],
     validation_records: Sequence[PathLike],
     resumed_from: int = 0,
-    norm: bool = False,
     replicas: int = 1,
 ):
     """``(train_data, validation_data)`` ``tf.data.Dataset`` s of ``((context, context_bvecs, target_bvecs), targets)``.
 
     Parameters
     ----------
-    config : the training configuration (shells, q_in, q_out, batch size, seed, sampler, loss).
+    config : the training configuration (shells, q_in, q_out, batch size, seed, sampler, loss). The signal
+        is scaled as ``config.spec.scaling`` says: by the shell's constant, or (``"percentile"``, fine-tuning
+        the published ``all_norm``) by each subject's 99th percentile of the shell in the mask.
     train_records, validation_records : TFRecord files (``save_tfrecord_data`` schema).
     resumed_from : completed epochs before this run (0 = a fresh training).
-    norm : divide each subject's shell by its 99th percentile in the mask instead of the shell's constant
-        (fine-tuning a model trained that way, the published ``all_norm``).
     replicas : devices training at once: batches are global, ``config.batch_size × replicas`` examples,
         which the distribution strategy splits among its devices.
 
@@ -55,7 +54,8 @@ def build_datasets(
     from dmri_rcnn.core.processing import TrainingProcessor
 
     target_mask = config.loss == "mae_in_mask"
-    options = dict(q_out=config.q_out, antipodal=config.antipodal, target_mask=target_mask, norm=norm)
+    percentile = config.spec.scaling == "percentile"
+    options = dict(q_out=config.q_out, antipodal=config.antipodal, target_mask=target_mask, norm=percentile)
     shells = list(config.shells)
     processor = TrainingProcessor(shells, config.q_in, seed=data_seed(config, resumed_from), **options)
     validation_processor = TrainingProcessor(shells, config.q_in, seed=config.seed, **options)

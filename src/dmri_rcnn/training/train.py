@@ -258,11 +258,7 @@ def train_model(
         log.info("training %s %s: %s", title, "from scratch" if initial_weights is None else
                  f"from {initial_weights}", settings)
 
-    # A model with 99th-percentile scaling (a fine-tuned published all_norm) is trained on signal scaled so.
-    train_data, validation_data = build_datasets(
-        config, train_records, validation_records, resumed_from, norm=config.spec.scaling == "percentile",
-        replicas=replicas,
-    )
+    train_data, validation_data = build_datasets(config, train_records, validation_records, resumed_from, replicas)
     if strategy is not None:
         build_from_spec(model, strategy, train_data)
     if initial_weights is not None and not state["history"]:
