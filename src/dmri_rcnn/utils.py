@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from dmri_rcnn.errors import InputError
 from dmri_rcnn.types import PathLike
 
 
@@ -101,8 +102,6 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     InputError
         When the target's folder cannot be created or written, naming the target (not the temporary).
     """
-    from dmri_rcnn.errors import InputError
-
     target = Path(path)
     stem, suffix = _split_suffix(target.name)
     try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from dmri_rcnn.cli._command import run_command
+from dmri_rcnn.core.weights import PUBLISHED_WEIGHTS, get_weights
 from dmri_rcnn.errors import InputError
 
 PROG = "dmri_rcnn_download_all_weights.py"
@@ -24,9 +26,6 @@ def build_parser() -> argparse.ArgumentParser:
 def download_all(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and download every published checkpoint; returns 0 (a failure raises InputError)."""
     args = build_parser().parse_args(argv)
-
-    from dmri_rcnn.core.weights import PUBLISHED_WEIGHTS, get_weights
-
     for model_dim, shell, q_in in PUBLISHED_WEIGHTS:
         label = f"{model_dim}D {shell if isinstance(shell, str) else f'b{shell}'} q_in={q_in}"
         try:
@@ -39,8 +38,6 @@ def download_all(argv: list[str] | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns the exit status (0 success, 2 failed download, 130 interrupted)."""
-    from dmri_rcnn.cli._command import run_command
-
     return run_command(download_all, argv, PROG)
 
 

@@ -26,6 +26,7 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
+from dmri_rcnn.errors import InputError
 from dmri_rcnn.tensorflow_env import ONEDNN_VARIABLE, onednn_enabled
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,6 @@ def precision_problem(precision, allowed: tuple[str, ...] = PRECISIONS) -> str |
 
 def check_precision(precision, allowed: tuple[str, ...] = PRECISIONS) -> str:
     """``precision`` if it is one of ``allowed``, else InputError (:func:`precision_problem`)."""
-    from dmri_rcnn.errors import InputError
-
     problem = precision_problem(precision, allowed)
     if problem:
         raise InputError(problem)
@@ -100,6 +99,7 @@ class PrecisionChoice:
 
 def _gpu_capabilities() -> list[tuple[str, tuple[int, int] | None]]:
     """``(name, (major, minor))`` of every GPU TensorFlow sees (capability None where it is not reported)."""
+    # lazy: the precision checks run without TensorFlow
     import tensorflow as tf
 
     found = []
@@ -168,6 +168,7 @@ def configure_devices() -> None:
     So several TensorFlow jobs can share one GPU. Call before the first TensorFlow operation; later it
     is a no-op (TensorFlow refuses the change once a GPU is initialised).
     """
+    # lazy: the precision checks run without TensorFlow
     import tensorflow as tf
 
     for device in tf.config.list_physical_devices("GPU"):

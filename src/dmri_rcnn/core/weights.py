@@ -16,6 +16,7 @@ import os
 import re
 import urllib.error
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -278,6 +279,7 @@ def load_original_checkpoint(model, prefix: PathLike) -> int:
     InputError
         Missing checkpoint (names the expected ``.index`` path), or the first missing/mismatched variable.
     """
+    # lazy: TensorFlow loads only when a model or checkpoint is touched
     import tensorflow as tf
 
     prefix = _resolve_prefix(prefix)
@@ -337,6 +339,7 @@ def save_original_checkpoint(model, prefix: PathLike) -> str:
     str
         The prefix (``prefix.index`` and ``prefix.data-00000-of-00001`` exist afterwards).
     """
+    # lazy: TensorFlow loads only when a model or checkpoint is touched
     import tensorflow as tf
 
     prefix = Path(prefix)
@@ -387,6 +390,7 @@ def save_model_weights(model, path: PathLike) -> Path:
 
 def _weights_h5_shapes(path: Path) -> list[tuple[int, ...]]:
     """Shapes of the layer variables stored in a Keras 3 ``.weights.h5`` file, in file order."""
+    # lazy: h5py only when a weights file is read
     import h5py
 
     shapes: list[tuple[int, ...]] = []
@@ -434,8 +438,6 @@ def load_model_weights(model, weights: PathLike, model_dim: int | None = None):
                 f"{path}: weights of another architecture: expected the {dim}D model of this width "
                 f"({_describe(expected)}), found {_architecture_of(found, dim)} ({_describe(found)})"
             )
-        import warnings
-
         try:
             with warnings.catch_warnings():  # Keras warns once per layer before raising; the message below says it
                 warnings.simplefilter("ignore", UserWarning)
