@@ -67,7 +67,6 @@ def test_allow_list_only_shrinks():
 #: Modules whose imports inside functions do not all say yet why they are there (being edited
 #: elsewhere). This list only shrinks.
 UNEXPLAINED_IMPORTS_PENDING = {
-    "cli/run_dmri_rcnn.py",
     "study/design.py",
     "study/metrics_and_figures.py",
 }

@@ -9,15 +9,31 @@ Example (as in the original README)::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from dmri_rcnn.cli._command import check_output, import_tensorflow_quietly, quiet_tensorflow, run_command
-from dmri_rcnn.core.precision import PRECISION_REQUESTS
-from dmri_rcnn.core.processing.scaling import SHELL_SCALE
-from dmri_rcnn.core.weights import PUBLISHED_Q_IN
+from dmri_rcnn.core.inference import infer
+from dmri_rcnn.core.io import (
+    affine_mismatch,
+    load_bval,
+    load_bvec,
+    load_mask,
+    load_nifti,
+    load_nifti_image,
+    save_bval,
+    save_bvec,
+    save_nifti,
+)
+from dmri_rcnn.core.model_spec import check_weights, published_model_spec, read_model_spec, sidecar_path
+from dmri_rcnn.core.precision import PRECISION_REQUESTS, choose_precision, configure_devices
+from dmri_rcnn.core.processing.scaling import SHELL_SCALE, intensity_scale, shell_scale, signal_scale_problem
+from dmri_rcnn.core.processing.shells import shell_indices
+from dmri_rcnn.core.super_resolution import sidecar_table_paths, super_resolve, target_directions
+from dmri_rcnn.core.weights import PUBLISHED_Q_IN, get_weights, load_model_weights, weights_key
 from dmri_rcnn.errors import InputError
 
 PROG = "run_dmri_rcnn.py"
@@ -113,8 +129,6 @@ def _require_file(path: str, flag: str) -> Path:
 
 
 def _load_bvecs(path: str, flag: str, allow_b0: bool = False) -> np.ndarray:
-    from dmri_rcnn.core.io import load_bvec
-
     _require_file(path, flag)
     try:  # every context and target volume needs a unit direction (no b0 columns, but in a whole scan)
         table = load_bvec(path, allow_b0=allow_b0)
@@ -124,8 +138,6 @@ def _load_bvecs(path: str, flag: str, allow_b0: bool = False) -> np.ndarray:
 
 
 def _load_image(path: str, flag: str):
-    from dmri_rcnn.core.io import load_nifti_image
-
     _require_file(path, flag)
     try:
         return load_nifti_image(path)
@@ -134,8 +146,6 @@ def _load_image(path: str, flag: str):
 
 
 def _load_voxels(path: str, flag: str) -> np.ndarray:
-    from dmri_rcnn.core.io import load_mask, load_nifti
-
     try:  # a truncated or damaged file is found here, when its voxels are read
         return load_mask(path) if flag == "-mask" else load_nifti(path, np.float32, ndim=4)
     except InputError as err:
@@ -147,8 +157,6 @@ def _check_output_path(args) -> Path:
     if args.weights is not None:
         inputs["--weights"] = args.weights
     if args.super_resolve:
-        from dmri_rcnn.core.super_resolution import sidecar_table_paths
-
         inputs["--super-resolve"] = args.super_resolve
         for path, suffix in zip(sidecar_table_paths(args.dmri_out), (".bval", ".bvec")):
             check_output(path, f"-dmri_out's {suffix} file", (suffix,), inputs, prog=PROG)
@@ -158,8 +166,6 @@ def _check_output_path(args) -> Path:
 def _target_bvecs(args) -> np.ndarray:
     if args.bvec_out is not None:
         return _load_bvecs(args.bvec_out, "-bvec_out")
-    from dmri_rcnn.core.super_resolution import target_directions
-
     text = str(args.target_directions).strip()
     if not (text.lower() == "hcp" or (text.isdigit() and int(text) > 0)):
         raise InputError(f"--target-directions {text}: expected a number of directions (e.g. 60) or 'hcp'")
@@ -167,8 +173,6 @@ def _target_bvecs(args) -> np.ndarray:
 
 
 def _super_resolve_bvals(args, bvec_in: np.ndarray) -> np.ndarray:
-    from dmri_rcnn.core.io import load_bval
-
     _require_file(args.super_resolve, "--super-resolve")
     try:
         bvals = load_bval(args.super_resolve, dtype=np.float64)
@@ -186,8 +190,6 @@ def context_size(args, bvec_in: np.ndarray) -> int:
     """q_in: every -bvec_in column, or with --super-resolve the volumes of shell -s."""
     if not args.super_resolve:
         return bvec_in.shape[1]
-    from dmri_rcnn.core.processing.shells import shell_indices
-
     bvals = _super_resolve_bvals(args, bvec_in)
     count = int(shell_indices(bvals, args.shell, SHELL_TOLERANCE).size)
     if count == 0:
@@ -233,17 +235,12 @@ def load_inputs(args):
 
 def input_warnings(args, image, dmri: np.ndarray, mask: np.ndarray) -> list[str]:
     """Lines warning of legal input that will likely give a meaningless result (mask affine, signal scale)."""
-    from dmri_rcnn.core.io import affine_mismatch, load_nifti_image
-    from dmri_rcnn.core.processing.scaling import shell_scale, signal_scale_problem
-
     lines = []
     mismatch = affine_mismatch(load_nifti_image(args.mask).affine, image.affine)
     if mismatch:
         lines.append(f"-mask {args.mask}: {mismatch}")
     if not args.norm:
         if args.super_resolve:  # judge the shell's volumes, not the b0 or other shells
-            from dmri_rcnn.core.processing.shells import shell_indices
-
             bvals = _super_resolve_bvals(args, np.zeros((3, dmri.shape[3])))
             dmri = dmri[..., shell_indices(bvals, args.shell, SHELL_TOLERANCE)]
         problem = signal_scale_problem(dmri, mask, shell_scale(args.shell), args.shell)
@@ -255,8 +252,6 @@ def input_warnings(args, image, dmri: np.ndarray, mask: np.ndarray) -> list[str]
 def select_weights(args, q_in: int):
     """The weights to load: the ``--weights`` path, else the published checkpoint prefix (downloaded if
     missing) for the flags' model and ``q_in``."""
-    from dmri_rcnn.core.weights import get_weights, weights_key
-
     if args.weights is not None:
         return args.weights
     if args.norm and not args.combined:
@@ -273,10 +268,6 @@ def describe_weights(args, q_in: int):
     dimension unless -m says otherwise, the context's q_in, shell -s among its shells, percentile
     scaling with -n.
     """
-    import dataclasses
-
-    from dmri_rcnn.core.model_spec import check_weights, published_model_spec, read_model_spec
-
     if args.weights is None:
         return published_model_spec(args.model_dim or 3, args.shell, q_in, args.combined, args.norm)
     found = read_model_spec(args.weights)
@@ -291,11 +282,8 @@ def describe_weights(args, q_in: int):
 
 def build_model(args, weights, spec):
     """The model with its weights; without a description the flags decide (width 1.0)."""
+    # lazy: TensorFlow loads after the input is checked (a bad input fails fast)
     from dmri_rcnn.core.model import get_autoencoder, load_trained_model
-    from dmri_rcnn.core.model_spec import sidecar_path
-    from dmri_rcnn.core.weights import load_model_weights
-
-    from dmri_rcnn.core.precision import choose_precision, configure_devices
 
     configure_devices()
     choice = choose_precision(getattr(args, "precision", "fp32"))
@@ -314,8 +302,6 @@ def build_model(args, weights, spec):
 
 def write_output(volumes: np.ndarray, image, target: Path) -> None:
     """Save float32 ``volumes`` with the input image's affine and header, atomically."""
-    from dmri_rcnn.core.io import save_nifti
-
     save_nifti(volumes.astype(np.float32, copy=False), image.affine, target, header=image.header)
 
 
@@ -345,9 +331,6 @@ def run(args) -> Path:
     import_tensorflow_quietly()
     weights = select_weights(args, q_in)
 
-    from dmri_rcnn.core.inference import infer
-    from dmri_rcnn.core.processing.scaling import intensity_scale
-
     model = build_model(args, weights, spec)
     # without a description, -n says how the model's input was scaled
     scaling = spec.scaling if spec is not None else ("percentile" if args.norm else "shell")
@@ -364,9 +347,6 @@ def run(args) -> Path:
 def write_super_resolved(args, model, image, dmri, bvec_in, mask, target: Path, bvec_out: np.ndarray,
                          scaling: str) -> Path:
     """--super-resolve: acquired b0 + context volumes, then the predictions, with .bval/.bvec beside."""
-    from dmri_rcnn.core.io import save_bval, save_bvec, save_nifti
-    from dmri_rcnn.core.super_resolution import sidecar_table_paths, super_resolve
-
     if np.dtype(image.get_data_dtype()).itemsize > 4 and image.get_data_dtype().kind == "f":
         dmri = np.asarray(image.dataobj)  # float64 voxels: copy them at full precision
     bval_path, bvec_path = sidecar_table_paths(target)
