@@ -3,10 +3,10 @@
 import logging
 
 from dmri_rcnn.study.logs import start_step
-from dmri_rcnn.study.predict_sh import predict_with_sh
+from dmri_rcnn.study.predict_sh import predict_sh_baseline
 
 start_step(snakemake)
-chosen = predict_with_sh(
+chosen = predict_sh_baseline(
     context=snakemake.input.context,
     context_bvecs=snakemake.input.context_bvecs,
     target_bvecs=snakemake.input.target_bvecs,

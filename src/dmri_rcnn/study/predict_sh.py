@@ -14,7 +14,7 @@ from dmri_rcnn.types import PathLike
 from dmri_rcnn.utils import write_json
 
 
-def select_sh_on_validation(examples: list[dict], settings: dict, out_path: PathLike) -> dict:
+def select_sh_baseline(examples: list[dict], settings: dict, out_path: PathLike) -> dict:
     """Choose one SH baseline's order and smoothing on the validation subjects' held-out directions.
 
     Parameters
@@ -49,7 +49,7 @@ def select_sh_on_validation(examples: list[dict], settings: dict, out_path: Path
     return chosen
 
 
-def predict_with_sh(
+def predict_sh_baseline(
     context: PathLike,
     context_bvecs: PathLike,
     target_bvecs: PathLike,
@@ -66,7 +66,7 @@ def predict_with_sh(
     context, context_bvecs, target_bvecs, mask : files written by ``subsample_context`` / ``autocrop``.
     settings : ``{"sh_order": int | "auto", "smooth": float, "basis": str, "select_on": str}``. With
         ``"auto"``, the order and smoothing come from ``selection`` (the JSON written by
-        :func:`select_sh_on_validation`) when ``select_on`` is ``"validation"`` (the default), or from
+        :func:`select_sh_baseline`) when ``select_on`` is ``"validation"`` (the default), or from
         leave-one-out cross-validation on this context inside the mask when it is ``"context"``.
     out_path : output NIfTI (i, j, k, q_out), raw signal units.
     seed : seed of the voxel subsample used by the cross-validation.
