@@ -54,3 +54,21 @@ def test_a_bad_table_is_refused_naming_the_file(tmp_path):
     bval_path.write_text("0 1000\n")
     with pytest.raises(InputError, match="has 3 b-vectors but there are 2 b-values"):
         io.load_gradient_table(bval_path, bvec_path)
+
+
+def test_a_super_resolved_scan_hands_its_acquisition_to_dipy_as_one_table():
+    from dipy.reconst.dti import TensorModel
+
+    from dmri_rcnn.core.processing.directions import evenly_spread_directions
+    from dmri_rcnn.core.super_resolution import SuperResolved
+
+    bvecs = np.concatenate([np.zeros((3, 2)), evenly_spread_directions(12, seed=0)], axis=1)
+    bvals = np.r_[5.0, 0.0, np.full(12, 1000.0)]
+    # an isotropic tensor, D = 0.0008 mm²/s; the b0 volumes hold S0
+    signal = 1000.0 * np.exp(-np.where(bvals < io.B0_THRESHOLD, 0.0, bvals) * 0.0008)
+    dmri = np.broadcast_to(signal, (2, 2, 1, bvals.size)).astype(np.float32)
+    result = SuperResolved(dmri, bvals, bvecs, np.arange(bvals.size) < 8)
+    table = result.gradient_table
+    assert table.b0_threshold == io.B0_THRESHOLD and table.b0s_mask.sum() == 2
+    fit = TensorModel(table).fit(result.dmri, mask=np.ones((2, 2, 1), bool))
+    np.testing.assert_allclose(fit.md, 0.0008, rtol=1e-3)

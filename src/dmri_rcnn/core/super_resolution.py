@@ -39,6 +39,12 @@ class SuperResolved(NamedTuple):
     bvecs: np.ndarray
     acquired: np.ndarray
 
+    @property
+    def gradient_table(self):
+        """The output's acquisition as one DIPY ``GradientTable`` (:func:`dmri_rcnn.core.io.make_gradient_table`),
+        e.g. for ``TensorModel(result.gradient_table).fit(result.dmri, mask)``; b0 volumes read as b = 0."""
+        return io.make_gradient_table(self.bvals, self.bvecs, name="super-resolved b-vectors")
+
 
 def hcp_like_directions(shell: int) -> np.ndarray:
     """(3, 90) directions of ``shell`` in the HCP-like scheme the synthetic subjects are acquired with.
