@@ -248,7 +248,7 @@ def test_case4_sh_refuses_underdetermined_order_without_smoothing(scan):
 
 
 def test_case5_fractional_and_negative_mask_values_mean_the_same_everywhere(tmp_path):
-    from dmri_rcnn.study.data import crop_subject
+    from dmri_rcnn.study.data import autocrop
 
     shape = (8, 8, 8)
     mask = np.zeros(shape, np.float32)
@@ -265,7 +265,7 @@ def test_case5_fractional_and_negative_mask_values_mean_the_same_everywhere(tmp_
     np.savetxt(tmp_path / "bvecs", np.c_[[0, 0, 0], [1, 0, 0]], fmt="%.6f")
     out = {k: tmp_path / f"crop_{k}" for k in ("dmri", "bvals", "bvecs", "mask")}
     out["dmri"], out["mask"] = tmp_path / "crop_dmri.nii.gz", tmp_path / "crop_mask.nii.gz"
-    shape_out = crop_subject(tmp_path / "dmri.nii.gz", tmp_path / "bvals", tmp_path / "bvecs", tmp_path / "mask.nii.gz",
+    shape_out = autocrop(tmp_path / "dmri.nii.gz", tmp_path / "bvals", tmp_path / "bvecs", tmp_path / "mask.nii.gz",
                              out, tmp_path / "box.json")
     assert shape_out == (4, 4, 4)
     assert nib.load(out["mask"]).get_fdata().sum() == 64

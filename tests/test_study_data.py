@@ -11,7 +11,7 @@ import pytest
 from dmri_rcnn.core import io
 from dmri_rcnn.errors import InputError
 from dmri_rcnn.simulation import simulate_subject, write_subject
-from dmri_rcnn.study.data import crop_like, crop_subject, make_tfrecords, split_octants, subsample_context
+from dmri_rcnn.study.data import autocrop, crop_like, make_tfrecords, split_octants, subsample_context
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def subject_dir(tmp_path_factory):
 def cropped(subject_dir, tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("cropped")
     out = {key: out_dir / name for key, name in [("dmri", "data.nii.gz"), ("bvals", "bvals"), ("bvecs", "bvecs"), ("mask", "mask.nii.gz")]}
-    shape = crop_subject(
+    shape = autocrop(
         subject_dir / "data.nii.gz",
         subject_dir / "bvals",
         subject_dir / "bvecs",
@@ -56,7 +56,7 @@ def test_crop_keeps_every_volume_and_the_world_position(subject_dir, tmp_path):
     out = {key: tmp_path / f"crop_{key}" for key in ("bvals", "bvecs")}
     out.update(dmri=tmp_path / "crop.nii.gz", mask=tmp_path / "crop_mask.nii.gz")
     box_path = tmp_path / "box.json"
-    shape = crop_subject(padded["data.nii.gz"], subject_dir / "bvals", subject_dir / "bvecs",
+    shape = autocrop(padded["data.nii.gz"], subject_dir / "bvals", subject_dir / "bvecs",
                          padded["nodif_brain_mask.nii.gz"], out, box_path)
     box = json.loads(box_path.read_text())
     start = np.array(box["start"])
@@ -88,7 +88,7 @@ def test_crop_rejects_mismatched_bvals(subject_dir, tmp_path):
     short.write_text(" ".join(["1000"] * 5) + "\n")
     out = {k: tmp_path / f"{k}.nii.gz" for k in ("dmri", "mask")} | {"bvals": tmp_path / "o.bval", "bvecs": tmp_path / "o.bvec"}
     with pytest.raises(InputError, match="b-values"):
-        crop_subject(subject_dir / "data.nii.gz", short, subject_dir / "bvecs", subject_dir / "nodif_brain_mask.nii.gz", out, tmp_path / "box.json")
+        autocrop(subject_dir / "data.nii.gz", short, subject_dir / "bvecs", subject_dir / "nodif_brain_mask.nii.gz", out, tmp_path / "box.json")
 
 
 def test_split_octants_only_above_the_limit_and_tfrecords_round_trip(cropped, tmp_path):
@@ -209,7 +209,7 @@ def test_crop_to_a_test_slab_keeps_the_slab_and_its_world_position(subject_dir, 
     full_out, full_box_path, full_shape = cropped
     out = {key: tmp_path / name for key, name in [("dmri", "data.nii.gz"), ("bvals", "bvals"), ("bvecs", "bvecs"), ("mask", "mask.nii.gz")]}
     inputs = [subject_dir / name for name in ("data.nii.gz", "bvals", "bvecs", "nodif_brain_mask.nii.gz")]
-    shape = crop_subject(*inputs, out, tmp_path / "box.json", slab=(2, 5))
+    shape = autocrop(*inputs, out, tmp_path / "box.json", slab=(2, 5))
     assert tuple(shape) == tuple(full_shape[:2]) + (3,)
     full = nib.load(full_out["dmri"])
     slab = nib.load(out["dmri"])
@@ -223,4 +223,4 @@ def test_crop_to_a_test_slab_keeps_the_slab_and_its_world_position(subject_dir, 
     tissue = io.load_nifti(tmp_path / "tissue.nii.gz", dtype=np.uint8)
     np.testing.assert_array_equal(tissue > 0, io.load_nifti(out["mask"], dtype=np.uint8) > 0)
     with pytest.raises(InputError, match=r"slab \[2, 99\) does not fit the brain's"):
-        crop_subject(*inputs, out, tmp_path / "box2.json", slab=(2, 99))
+        autocrop(*inputs, out, tmp_path / "box2.json", slab=(2, 99))

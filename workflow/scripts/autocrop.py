@@ -3,10 +3,10 @@
 import logging
 
 from dmri_rcnn.study.logs import start_step
-from dmri_rcnn.study.data import crop_subject
+from dmri_rcnn.study.data import autocrop
 
 start_step(snakemake)
-shape = crop_subject(
+shape = autocrop(
     snakemake.input.dmri,
     snakemake.input.bvals,
     snakemake.input.bvecs,

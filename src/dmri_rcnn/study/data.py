@@ -26,7 +26,7 @@ def _require_finite(data: np.ndarray, path: PathLike) -> None:
         raise InputError(f"{path}: expected finite values, found {bad} NaN/Inf value(s) in the brain's bounding box")
 
 
-def crop_subject(
+def autocrop(
     dmri: PathLike,
     bvals: PathLike,
     bvecs: PathLike,
@@ -92,7 +92,7 @@ def crop_subject(
 
 
 def crop_like(image_path: PathLike, box_path: PathLike, out_path: PathLike) -> None:
-    """Crop any (i, j, k, ...) image with a box written by :func:`crop_subject` (e.g. a tissue map)."""
+    """Crop any (i, j, k, ...) image with a box written by :func:`autocrop` (e.g. a tissue map)."""
     box = json.loads(Path(box_path).read_text())
     data, affine = io.load_nifti(image_path, dtype=None, return_affine=True)
     if list(data.shape[:3]) != box["full_shape"]:
