@@ -19,6 +19,7 @@ from dmri_rcnn.plot import (
     plot_comparison_slices,
     plot_error_vs_q_in,
     plot_fa_maps,
+    plot_metric_by_subject,
     plot_training_history,
     take_slice,
 )
@@ -52,6 +53,43 @@ def test_error_vs_q_in_has_one_panel_per_shell(tmp_path):
     assert len(plot_error_vs_q_in(summary_table(), "fa_mae").axes) == 2
     with pytest.raises(InputError, match="psnr"):
         plot_error_vs_q_in(summary_table(), "psnr")
+
+
+def test_result_figure_bars_per_subject_and_mean(tmp_path):
+    rows = pd.DataFrame([
+        {"subject": subject, "method": method, "shell": 1000, "q_in": q_in, "mae": base + offset + q_in}
+        for subject, offset in (("synth05", 0.0), ("synth06", 10.0))
+        for method, base in (("SH", 200.0), ("1D", 180.0), ("3D", 170.0))
+        for q_in in (6, 10)
+    ])
+    titles = {(1000, 6): "verdict six", (1000, 10): "verdict ten"}
+    figure = plot_metric_by_subject(rows, methods=["SH", "1D", "3D"], titles=titles, path=tmp_path / "result.png")
+    assert_png(tmp_path / "result.png")
+    assert [ax.get_title() for ax in figure.axes] == ["verdict six", "verdict ten"]
+    first = figure.axes[0]
+    assert [t.get_text() for t in first.get_xticklabels()] == ["synth05", "synth06", "mean"]
+    # three methods x (two subjects + mean) bars; the mean bar of 3D at q_in 6 is (176 + 186) / 2
+    heights = sorted(round(p.get_height(), 6) for p in first.patches)
+    assert len(heights) == 9 and 181.0 in heights
+    with pytest.raises(InputError, match="lacks column"):
+        plot_metric_by_subject(rows.drop(columns="subject"))
+
+
+def test_result_figure_from_metric_tables_writes_an_inline_image(tmp_path):
+    from dmri_rcnn.study.metrics_and_figures import plot_result
+
+    paths = []
+    for subject, offset in (("synth05", 0.0), ("synth06", 10.0)):
+        for method, mae in (("SH", 200.0), ("1D", 190.0), ("3D", 170.0)):
+            path = tmp_path / f"{subject}_{method}.tsv"
+            pd.DataFrame([{"subject": subject, "method": method, "shell": 1000, "q_in": 6, "mae": mae + offset}]).to_csv(
+                path, sep="\t", index=False)
+            paths.append(path)
+    plot_result(paths, tmp_path / "result.png", tmp_path / "result_figure.rst")
+    assert_png(tmp_path / "result.png")
+    rst = (tmp_path / "result_figure.rst").read_text()
+    assert rst.startswith(".. image:: data:image/png;base64,")
+    assert max(len(line) for line in rst.splitlines()) < 200  # docutils refuses lines over 10,000 characters
 
 
 def test_comparison_slices_layout_and_png(tmp_path):

@@ -280,6 +280,7 @@ def test_final_outputs_name_every_prediction_and_figure():
     assert len(predictions) == len(set(predictions)) == n_methods * len(config["subjects"]["test"])
     assert "results/predictions/te1/b2000_q10/3D_combined.nii.gz" in predictions
     assert "results/figures/error_vs_q_in.png" in outputs and "results/figures/loss_curves.png" in outputs
+    assert "results/figures/result.png" in outputs
     assert design.per_prediction(config, "{subject}/{method}")[: len(config["sh_baselines"])] == [
         f"te1/{b['name']}" for b in config["sh_baselines"]
     ]

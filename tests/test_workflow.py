@@ -87,11 +87,17 @@ def test_report_embeds_the_figures(study):
     workdir, _ = study
     run_snakemake(workdir, "--cores", "1", "--report", "results/report.html")
     html = (workdir / "results" / "report.html").read_text(errors="replace")
-    for figure in ("error_vs_q_in.png", "example_slices.png", "loss_curves.png", "fa_maps.png", "ssim_vs_q_in.png", "summary.tsv"):
+    for figure in ("result.png", "error_vs_q_in.png", "example_slices.png", "loss_curves.png", "fa_maps.png",
+                   "ssim_vs_q_in.png", "summary.tsv"):
         assert figure in html, figure
-    # the front page states the result: per test subject, whether 3D < 1D < SH holds
-    assert (workdir / "results" / "report" / "result.rst").is_file()
-    assert "ordering" in html and "holds on" in html
+    # the front page opens with the result: the figure (inlined), then the verdict per test subject, then
+    # the description of the study
+    front = html[html.index("var workflow_desc"):]
+    figure_at = front.index('src=\\"data:image/png;base64,')
+    verdict_at = front.index("holds on")
+    description_at = front.index("For every test subject")
+    assert figure_at < verdict_at < description_at
+    assert "System Message" not in front.split("</script>")[0]
 
 
 def test_deleting_one_inference_output_reruns_only_its_dependents(study):
@@ -109,11 +115,12 @@ def test_deleting_one_inference_output_reruns_only_its_dependents(study):
         "infer": 1,
         "evaluate": 1,
         "summarise": 1,
+        "plot_result": 1,
         "plot_example_slices": 1,
         "plot_fa_maps": 1,
         "plot_metric_vs_q_in": 6,
         "all": 1,
-        "total": 12,
+        "total": 13,
     }, plan
 
     run_snakemake(workdir, "--cores", "2")

@@ -1,4 +1,5 @@
-"""Figures for the study and for users' own scans: error vs q_in, comparison slices, FA maps, loss curves.
+"""Figures for the study and for users' own scans: the result per subject, error vs q_in, comparison
+slices, FA maps, loss curves.
 
 Every function builds a :class:`matplotlib.figure.Figure` without touching pyplot's global state (so it is
 safe in scripts, workflows and threads, and needs no display), returns it, and, when ``path`` is given,
@@ -131,6 +132,69 @@ def plot_error_vs_q_in(
     axes[-1].legend(title="method", fontsize="small")
     if title:
         figure.suptitle(title)
+    return _finish(figure, path)
+
+
+def plot_metric_by_subject(
+    rows: pd.DataFrame,
+    metric: str = "mae",
+    *,
+    methods=None,
+    titles: Mapping | None = None,
+    path: PathLike | None = None,
+) -> Figure:
+    """The result at a glance: a metric per test subject and method, one panel per (shell, q_in).
+
+    Parameters
+    ----------
+    rows : DataFrame
+        One row per evaluated prediction, with columns ``subject, method, shell, q_in, {metric}``.
+    metric : str
+        Column to plot (lower is better for the error metrics).
+    methods : sequence of str, optional
+        Methods to draw, in bar order; by default all in the table, in order of appearance.
+    titles : mapping, optional
+        ``{(shell, q_in): title}`` of each panel, e.g. the verdict on the paper's ordering.
+    path : path, optional
+        Where to write the PNG.
+
+    Returns
+    -------
+    Figure
+        One axes per (shell, q_in): grouped bars per test subject, then their mean, each bar labelled.
+    """
+    missing = [c for c in ("subject", "method", "shell", "q_in", metric) if c not in rows.columns]
+    if missing:
+        raise InputError(f"metric table lacks column(s) {', '.join(missing)}")
+    if rows.empty:
+        raise InputError("metric table is empty; nothing to plot")
+    methods = list(methods) if methods is not None else list(dict.fromkeys(rows["method"]))
+    settings = sorted({(int(s), int(q)) for s, q in zip(rows["shell"], rows["q_in"])})
+    subjects = sorted(rows["subject"].unique())
+    groups = [*subjects, "mean"] if len(subjects) > 1 else subjects
+    width = 0.8 / max(len(methods), 1)
+    figure = Figure(figsize=(1.5 + 1.4 * len(groups) * len(settings), 3.8), layout="constrained")
+    axes = figure.subplots(1, len(settings), squeeze=False)[0]
+    for ax, (shell, q_in) in zip(axes, settings):
+        setting = rows[(rows["shell"] == shell) & (rows["q_in"] == q_in)]
+        values = setting.pivot_table(index="subject", columns="method", values=metric, aggfunc="mean")
+        if len(subjects) > 1:
+            values.loc["mean"] = values.mean()
+        for m, method in enumerate(methods):
+            if method not in values.columns:
+                continue
+            heights = [values.at[g, method] if g in values.index else np.nan for g in groups]
+            positions = np.arange(len(groups)) + (m - (len(methods) - 1) / 2) * width
+            bars = ax.bar(positions, heights, width, label=method, color=METHOD_COLOURS.get(method))
+            ax.bar_label(bars, fmt="%.0f", fontsize="x-small", padding=1)
+        ax.set_xticks(np.arange(len(groups)), groups)
+        ax.set_xlabel("test subject")
+        ax.set_title((titles or {}).get((shell, q_in), f"b = {shell} s/mm², q_in = {q_in}"), fontsize="medium")
+        ax.grid(axis="y", alpha=0.3)
+        ax.margins(y=0.12)
+    axes[0].set_ylabel(METRIC_LABELS.get(metric, metric))
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, fontsize="small", loc="outside lower center", ncols=len(labels))
     return _finish(figure, path)
 
 

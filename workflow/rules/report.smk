@@ -1,5 +1,27 @@
-# Figures for the report: the main comparison (MAE and other metrics vs q_in), example slices, FA maps,
-# training curves.
+# Figures for the report: the result per test subject, the main comparison (MAE and other metrics vs
+# q_in), example slices, FA maps, training curves.
+
+
+rule plot_result:
+    input:
+        get_all_metrics,
+    output:
+        report(
+            "results/figures/result.png",
+            caption="../report/result.rst",
+            category="Results",
+            labels={"figure": "result"},
+        ),
+        # the report's front page includes it (workflow/report/workflow.rst)
+        rst="results/report/result_figure.rst",
+    log:
+        "logs/plot_result/plot.log",
+    benchmark:
+        "benchmarks/plot_result/plot.tsv"
+    conda:
+        "../../envs/evaluation.yaml"
+    script:
+        "../scripts/plot_result.py"
 
 
 rule plot_metric_vs_q_in:

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from dmri_rcnn import plot
 from dmri_rcnn.core import io
+from dmri_rcnn.evaluation import (
+    dominant_fibre_direction,
+    evaluate_prediction,
+    fit_dti_with_targets,
+    read_metric_tables,
+    summarise_metrics,
+)
+from dmri_rcnn.evaluation.summary import (
+    PAPER_ORDERING,
+    method_sort_key,
+    ordering_by_subject,
+    ordering_report_rst,
+    write_tsv,
+)
 from dmri_rcnn.simulation import TISSUE_LABELS
 from dmri_rcnn.types import PathLike
 from dmri_rcnn.utils import atomic_path
@@ -30,8 +46,6 @@ def evaluate_method(files: dict, subject: str, method: str, shell: int, q_in: in
     -------
     The row as a dict.
     """
-    from dmri_rcnn.evaluation import evaluate_prediction
-    from dmri_rcnn.evaluation.summary import write_tsv
 
     extra = {}
     if "tissue" in files:
@@ -59,7 +73,6 @@ def evaluate_method(files: dict, subject: str, method: str, shell: int, q_in: in
 
 def _true_direction(dirs_path: PathLike, fractions_path: PathLike) -> np.ndarray:
     """(i, j, k, 3) dominant fibre direction of a synthetic subject (its inputs freed on return)."""
-    from dmri_rcnn.evaluation import dominant_fibre_direction
 
     fractions = io.load_nifti(fractions_path)
     dirs = io.load_nifti(dirs_path).reshape(fractions.shape + (3,))
@@ -72,8 +85,6 @@ def summarise_metric_tables(paths, out_path: PathLike, result_path: PathLike | N
     ``result_path``: also write the report's statement of the result (reStructuredText): each test
     subject's MAE of 3D, 1D and SH and whether the paper's ordering 3D < 1D < SH holds.
     """
-    from dmri_rcnn.evaluation import read_metric_tables, summarise_metrics
-    from dmri_rcnn.evaluation.summary import ordering_by_subject, ordering_report_rst, write_tsv
 
     rows = read_metric_tables(paths)
     table = summarise_metrics(rows)
@@ -84,16 +95,40 @@ def summarise_metric_tables(paths, out_path: PathLike, result_path: PathLike | N
     return table
 
 
+def plot_result(paths, out_path: PathLike, rst_path: PathLike | None = None, metric: str = "mae") -> None:
+    """The result figure: each test subject's error per method, titled with the verdict on the paper's ordering.
+
+    ``paths``: the per-prediction metric tables (``results/metrics/...``), as for the summary.
+    ``rst_path``: also write a reStructuredText image with the PNG inlined (a data URI), which the
+    report's front page includes (Snakemake's own ``embeddedfigure`` leaves the file's path instead).
+    """
+
+    rows = read_metric_tables(paths)
+    claim = " < ".join(PAPER_ORDERING)
+    titles = {
+        (int(shell), int(q_in)): f"b = {int(shell)} s/mm², q_in = {int(q_in)}: {claim} "
+        f"on {int(group['holds'].sum())} of {len(group)} test subjects"
+        for (shell, q_in), group in ordering_by_subject(rows, metric).groupby(["shell", "q_in"])
+    }
+    methods = sorted(rows["method"].unique(), key=method_sort_key)
+    plot.plot_metric_by_subject(rows, metric, methods=methods, titles=titles, path=out_path)
+    if rst_path is not None:
+        # docutils joins an image URI split over lines (its line-length limit is 10,000 characters)
+        encoded = base64.encodebytes(Path(out_path).read_bytes()).decode("ascii").split()
+        lines = [".. image:: data:image/png;base64,", *(f"   {line}" for line in encoded),
+                 f"   :alt: {metric.upper()} per test subject and method", ""]
+        with atomic_path(rst_path) as tmp:
+            tmp.write_text("\n".join(lines))
+
+
 def plot_error_vs_q_in(summary_path: PathLike, out_path: PathLike, metric: str = "mae") -> None:
     """The main comparison figure from the summary table."""
-    from dmri_rcnn import plot
 
     plot.plot_error_vs_q_in(pd.read_csv(summary_path, sep="\t"), metric, path=out_path)
 
 
 def plot_example_slices(targets: PathLike, mask: PathLike, predictions: dict, out_path: PathLike, direction: int = 0):
     """Acquired vs predicted slices (and absolute errors) of one target direction, every method."""
-    from dmri_rcnn import plot
 
     acquired = io.load_nifti_volume(targets, direction)
     predicted = {method: io.load_nifti_volume(path, direction) for method, path in predictions.items()}
@@ -108,7 +143,6 @@ def plot_example_slices(targets: PathLike, mask: PathLike, predictions: dict, ou
 
 def plot_loss_curves(history_paths, out_path: PathLike) -> None:
     """Training and validation loss of every model, one panel each (model name = its folder)."""
-    from dmri_rcnn import plot
 
     plot.plot_training_history({Path(path).parent.name: path for path in history_paths}, path=out_path)
 
@@ -123,8 +157,6 @@ def plot_fa_maps(files: dict, predictions: dict, shell: int, out_path: PathLike)
     shell : b-value of the shell (s/mm²).
     out_path : output PNG.
     """
-    from dmri_rcnn import plot
-    from dmri_rcnn.evaluation import fit_dti_with_targets
 
     mask = io.load_mask(files["mask"])
     b0 = io.load_nifti(files["b0"])
