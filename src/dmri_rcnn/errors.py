@@ -21,7 +21,7 @@ class ConfigError(ValueError):
         self.key = key
 
 
-#: Exit status of every command-line tool of the package (documented in the README's error section).
+#: Exit status of every command-line tool of the package (documented in docs/guide/errors.md).
 EXIT_OK = 0
 #: An internal error (a bug): Python's own status for an uncaught exception, with its traceback.
 EXIT_INTERNAL_ERROR = 1
