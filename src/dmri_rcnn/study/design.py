@@ -23,6 +23,7 @@ import hashlib
 import re
 from collections.abc import Iterable
 
+from dmri_rcnn.core.architecture import PATCH_SHAPE
 from dmri_rcnn.core.model_spec import COMBINED_SHELLS, ModelSpec
 from dmri_rcnn.core.processing.scaling import SHELL_SCALE
 from dmri_rcnn.core.weights import PUBLISHED_Q_IN
@@ -161,8 +162,6 @@ def _check_combined(combined: dict) -> None:
 
 def _check_synthetic(cfg: dict, nothing_trained: bool) -> None:
     """Simulated subjects big enough for a patch, the evaluated splits and the training examples."""
-    from dmri_rcnn.core.architecture import PATCH_SHAPE
-
     shape = list(cfg["synthetic"]["shape"])
     if any(size < patch for size, patch in zip(shape, PATCH_SHAPE)):
         raise ConfigError(
@@ -240,6 +239,7 @@ def schema_error(error: Exception) -> ConfigError | None:
     found and what is allowed, e.g. ``invalid config: training.epochz: unknown key; expected one of
     epochs, steps_per_epoch, ...``.
     """
+    # lazy: jsonschema loads only when a config breaks the schema
     import jsonschema
 
     while error is not None and not isinstance(error, jsonschema.ValidationError):
