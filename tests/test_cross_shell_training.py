@@ -96,3 +96,28 @@ def test_a_target_shell_with_too_few_directions_is_an_input_error(subject):
         TrainingProcessor([1000], q_in=8, q_out=8, target_shells=[2000]).check_file(path)
     with pytest.raises(InputError, match="target_shells: expected positive b-values"):
         TrainingProcessor([1000], q_in=4, target_shells=[0])
+
+
+def test_a_b_scaled_cross_shell_model_trains_and_its_sidecar_describes_it(records, tmp_path):
+    """train_model gives a cross-shell model its encoding and target shells; the sidecar says both and
+    reloads to the same spec, and the training input is the q-vectors of the shells the spec names."""
+    import json
+
+    from dmri_rcnn.core.model import load_trained_model
+    from dmri_rcnn.core.model_spec import ModelSpec, read_model_spec, sidecar_path
+    from dmri_rcnn.training import TrainingConfig, TrainingOutputs, train_model
+    from dmri_rcnn.training.dataset import build_datasets
+
+    spec = ModelSpec.from_name("1D_b1000_q6_to2000_3000_bscaled", width=0.05)
+    config = TrainingConfig(spec=spec, epochs=1, steps_per_epoch=2, validation_steps=1, batch_size=4, seed=5)
+    _, validation = build_datasets(config, [records[0]], [records[1]])
+    (_, bvec_in, bvec_out), _ = next(iter(validation))
+    np.testing.assert_allclose(np.linalg.norm(bvec_in, axis=-1), 1.0, atol=0.03)  # b = 1000 ± 30 context
+    assert {round(float(n), 1) for n in np.linalg.norm(bvec_out, axis=-1).ravel()} <= {2.0, 3.0}
+
+    weights = tmp_path / "best.weights.h5"
+    train_model(config, [records[0]], [records[1]], TrainingOutputs(weights=weights, history=tmp_path / "h.tsv"))
+    stored = json.loads(sidecar_path(weights).read_text())
+    assert (stored["q_encoding"], stored["target_shells"]) == ("b_scaled", [2000, 3000])
+    assert read_model_spec(weights) == spec
+    assert load_trained_model(weights).count_params() > 0

@@ -233,12 +233,3 @@ def test_training_examples_carry_the_encoding(tmp_path):
     # validation examples are in file order: the first patch's set is b = 990, 1000, ... of the first shell
     np.testing.assert_allclose(lengths["b_scaled"][0], bvals[1:9] / 1000.0, rtol=1e-6)
     np.testing.assert_allclose(lengths["b_scaled"][1], 2.0, rtol=1e-6)
-
-
-def test_training_refuses_a_model_its_examples_do_not_fit():
-    """Until the training data carries the encoding and the target shells, no such model is trained."""
-    from dmri_rcnn.training.config import TrainingConfig
-
-    with pytest.raises(InputError, match=f"spec {CROSS_SHELL} has q_encoding 'b_scaled' and target_shells"):
-        TrainingConfig(spec=ModelSpec.from_name(CROSS_SHELL, width=0.125))
-    assert TrainingConfig(spec=ModelSpec.from_name("3D_b1000_q6", width=0.125)).spec.name == "3D_b1000_q6"

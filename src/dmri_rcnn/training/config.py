@@ -133,12 +133,6 @@ class TrainingConfig:
                 f"spec has lstm_size {self.spec.lstm_size} and patch_shape {self.spec.patch_shape}; training "
                 f"builds the paper's ({LSTM_UNITS}, {PATCH_SHAPE})"
             )
-        if self.spec.q_encoding != "direction" or self.spec.target_shells:
-            # the training data (training.dataset) hands the network unit b-vectors of the context's shell
-            raise InputError(
-                f"spec {self.spec.name} has q_encoding {self.spec.q_encoding!r} and target_shells "
-                f"{list(self.spec.target_shells)}; train_model trains direction-encoded models of the context's shell"
-            )
         if self.epochs < 1:
             raise InputError(f"epochs is {self.epochs}; expected at least 1")
         if self.loss not in LOSSES:

@@ -37,7 +37,9 @@ def build_datasets(
     ----------
     config : the training configuration (shells, q_in, q_out, batch size, seed, sampler, loss). The signal
         is scaled as ``config.spec.scaling`` says: by the shell's constant, or (``"percentile"``, fine-tuning
-        the published ``all_norm``) by each subject's 99th percentile of the shell in the mask.
+        the published ``all_norm``) by each subject's 99th percentile of the shell in the mask. The
+        b-vectors are encoded as ``config.spec.q_encoding`` says, and a cross-shell model
+        (``config.spec.target_shells``) is given targets of each target shell.
     train_records, validation_records : TFRecord files (``save_tfrecord_data`` schema).
     resumed_from : completed epochs before this run (0 = a fresh training).
     replicas : devices training at once: batches are global, ``config.batch_size × replicas`` examples,
@@ -55,7 +57,10 @@ def build_datasets(
 
     target_mask = config.loss == "mae_in_mask"
     percentile = config.spec.scaling == "percentile"
-    options = dict(q_out=config.q_out, antipodal=config.antipodal, target_mask=target_mask, norm=percentile)
+    options = dict(
+        q_out=config.q_out, antipodal=config.antipodal, target_mask=target_mask, norm=percentile,
+        q_encoding=config.spec.q_encoding, target_shells=config.spec.target_shells,
+    )
     shells = list(config.shells)
     processor = TrainingProcessor(shells, config.q_in, seed=data_seed(config, resumed_from), **options)
     validation_processor = TrainingProcessor(shells, config.q_in, seed=config.seed, **options)
