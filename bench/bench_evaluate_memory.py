@@ -14,7 +14,7 @@ The inputs are written as ``.nii.gz`` files, as the workflow has them.
 Each step runs in a fresh process, as its Snakemake rule does, and the table gives its wall seconds,
 CPU seconds and peak RSS (GNU ``time``'s ``%M``, see ``common.run_child``):
 
-- ``evaluate``: ``metrics_and_figures.evaluate_method`` (rule ``evaluate``): signal, b0-normalised, DTI,
+- ``evaluate``: ``metrics_and_figures.evaluate`` (rule ``evaluate``): signal, b0-normalised, DTI,
   tissue and ground-truth metrics, one TSV row.
 - ``fa_maps``: ``metrics_and_figures.plot_fa_maps`` (rule ``plot_fa_maps``) with ``--fa-methods``
   predictions (the study has SH, 1D and 3D): one tensor fit per method plus the acquired one.
@@ -54,7 +54,7 @@ step, files, out = sys.argv[2], json.loads(Path(sys.argv[3]).read_text()), Path(
 predictions = {name: files[name] for name in files if name.startswith("prediction")}
 start = time.perf_counter()
 if step == "evaluate":
-    row = steps.evaluate_method({key: value for key, value in files.items() if not key.startswith("prediction_")},
+    row = steps.evaluate({key: value for key, value in files.items() if not key.startswith("prediction_")},
                                 "bench", "noisy", SHELL, Q_IN, out / "metrics.tsv")
     common.emit(seconds_inside=time.perf_counter() - start, row=row)
 elif step == "fa_maps":

@@ -319,10 +319,10 @@ def study_files(tmp_path):
 
 
 def test_evaluate_method_row_is_evaluate_prediction_of_the_files(study_files, tmp_path):
-    from dmri_rcnn.study.metrics_and_figures import evaluate_method
+    from dmri_rcnn.study.metrics_and_figures import evaluate
 
     case, files = study_files
-    row = evaluate_method(files, "s1", "SH", 1000, 6, tmp_path / "row.tsv")
+    row = evaluate(files, "s1", "SH", 1000, 6, tmp_path / "row.tsv")
     expected = evaluate_prediction(
         io.load_nifti(files["prediction"]), io.load_nifti(files["targets"]), io.load_mask(files["mask"]),
         io.load_nifti(files["b0"]), context=io.load_nifti(files["context"]),

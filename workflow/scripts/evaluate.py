@@ -3,10 +3,10 @@
 import logging
 
 from dmri_rcnn.study.logs import start_step
-from dmri_rcnn.study.metrics_and_figures import evaluate_method
+from dmri_rcnn.study.metrics_and_figures import evaluate
 
 start_step(snakemake)
-row = evaluate_method(
+row = evaluate(
     files=dict(snakemake.input.items()),
     subject=snakemake.wildcards.subject,
     method=snakemake.wildcards.method,

@@ -3,8 +3,8 @@
 import logging
 
 from dmri_rcnn.study.logs import start_step
-from dmri_rcnn.study.metrics_and_figures import summarise_metric_tables
+from dmri_rcnn.study.metrics_and_figures import summarise
 
 start_step(snakemake)
-table = summarise_metric_tables(list(snakemake.input), snakemake.output.summary, snakemake.output.result)
+table = summarise(list(snakemake.input), snakemake.output.summary, snakemake.output.result)
 logging.info("\n%s", table.to_string())

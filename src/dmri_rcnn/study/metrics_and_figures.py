@@ -29,7 +29,7 @@ from dmri_rcnn.types import PathLike
 from dmri_rcnn.utils import atomic_path
 
 
-def evaluate_method(files: dict, subject: str, method: str, shell: int, q_in: int, out_path: PathLike) -> dict:
+def evaluate(files: dict, subject: str, method: str, shell: int, q_in: int, out_path: PathLike) -> dict:
     """Metrics of one prediction against the acquired targets inside the mask; one-row TSV.
 
     Parameters
@@ -79,7 +79,7 @@ def _true_direction(dirs_path: PathLike, fractions_path: PathLike) -> np.ndarray
     return dominant_fibre_direction(dirs, fractions)
 
 
-def summarise_metric_tables(paths, out_path: PathLike, result_path: PathLike | None = None) -> pd.DataFrame:
+def summarise(paths, out_path: PathLike, result_path: PathLike | None = None) -> pd.DataFrame:
     """Mean and sd over subjects per method, shell and q_in (``results/summary.tsv``).
 
     ``result_path``: also write the report's statement of the result (reStructuredText): each test
@@ -121,7 +121,7 @@ def plot_result(paths, out_path: PathLike, rst_path: PathLike | None = None, met
             tmp.write_text("\n".join(lines))
 
 
-def plot_error_vs_q_in(summary_path: PathLike, out_path: PathLike, metric: str = "mae") -> None:
+def plot_metric_vs_q_in(summary_path: PathLike, out_path: PathLike, metric: str = "mae") -> None:
     """The main comparison figure from the summary table."""
 
     plot.plot_error_vs_q_in(pd.read_csv(summary_path, sep="\t"), metric, path=out_path)
