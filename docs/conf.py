@@ -196,10 +196,6 @@ nitpick_ignore_regex = [(r"py:.*", rf"~?(?:{'|'.join(EXTERNAL_PACKAGES)})(?:\..+
 nitpick_ignore = [
     ("py:mod", "dmri_rcnn.core"),  # no page of its own: each of its modules has one
 ]
-# References to constants without a #: comment (so not documented), in modules being reworked: add
-# the comment and empty this list.
-REFERENCES_TO_FIX = [("py:data", name) for name in ("COSINE_FINAL_FRACTION", "HISTORY_COLUMNS", "METHOD_ORDER")]
-nitpick_ignore += REFERENCES_TO_FIX
 
 
 def _resolve_by_unique_tail(app, env, node, contnode):
