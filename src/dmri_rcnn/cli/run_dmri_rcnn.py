@@ -28,7 +28,13 @@ from dmri_rcnn.core.io import (
     save_bvec,
     save_nifti,
 )
-from dmri_rcnn.core.model_spec import check_weights, published_model_spec, read_model_spec, sidecar_path
+from dmri_rcnn.core.model_spec import (
+    check_target_bvals,
+    check_weights,
+    published_model_spec,
+    read_model_spec,
+    sidecar_path,
+)
 from dmri_rcnn.core.precision import PRECISION_REQUESTS, choose_precision, configure_devices
 from dmri_rcnn.core.processing.scaling import SHELL_SCALE, intensity_scale, shell_scale, signal_scale_problem
 from dmri_rcnn.core.processing.shells import shell_indices
@@ -70,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     # Required unless --target-directions names the targets (checked in main, with argparse's message).
     parser.add_argument("-bvec_out", dest="bvec_out", default=None,
                         help="Target b-vector text file. Whitespace delimited with 3 rows and q_out columns")
+    parser.add_argument("-bval_out", dest="bval_out", default=None,
+                        help="Target b-value text file: one b-value per target direction. Default: every target "
+                        "on shell -s. Targets of other shells need --weights of a cross-shell model, whose "
+                        "description lists the shells it predicts (e.g. 3D_b1000_q6_to2000_3000_bscaled: "
+                        "b=2000 and 3000 from b=1000 context).")
     parser.add_argument("-mask", dest="mask", required=True,
                         help="Brain mask NIfTI volume. Must have same spatial dimensions as dmri_in.")
     parser.add_argument("-dmri_out", dest="dmri_out", required=True,
@@ -77,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-s", "--shell", dest="shell", type=shell_value, required=True,
                         metavar="{1000,2000,3000}",
                         help="Shell to perform inference with. Must be same shell as context/target dMRI and "
-                        "b-vectors (b-values within ±30 are accepted)")
+                        "b-vectors, unless -bval_out gives other target shells (b-values within ±30 are "
+                        "accepted)")
     parser.add_argument("-m", "--model-dim", dest="model_dim", type=int, choices=[1, 3], default=None,
                         help="Model dimensionality, choose either 1 or 3. Default: 3 (or what the --weights "
                         "file's description says).")
@@ -154,6 +166,8 @@ def _load_voxels(path: str, flag: str) -> np.ndarray:
 
 def _check_output_path(args) -> Path:
     inputs = {"-dmri_in": args.dmri_in, "-mask": args.mask, "-bvec_in": args.bvec_in, "-bvec_out": args.bvec_out}
+    if args.bval_out is not None:
+        inputs["-bval_out"] = args.bval_out
     if args.weights is not None:
         inputs["--weights"] = args.weights
     if args.super_resolve:
@@ -170,6 +184,27 @@ def _target_bvecs(args) -> np.ndarray:
     if not (text.lower() == "hcp" or (text.isdigit() and int(text) > 0)):
         raise InputError(f"--target-directions {text}: expected a number of directions (e.g. 60) or 'hcp'")
     return np.asarray(target_directions(text, args.shell), dtype=np.float32)
+
+
+def target_bvals(args, spec, q_out: int) -> np.ndarray:
+    """(q_out,) b-values of the targets: -bval_out's, else shell -s; refused unless the model predicts them
+    (:func:`check_target_bvals`: a same-shell model its context's shell, a cross-shell model its target shells)."""
+    if args.bval_out is None:
+        bvals = np.full(q_out, float(args.shell))
+        check_target_bvals(spec, args.shell, bvals, label=f"targets of shell -s {args.shell} (no -bval_out)")
+        return bvals
+    _require_file(args.bval_out, "-bval_out")
+    try:
+        bvals = load_bval(args.bval_out, dtype=np.float64)
+    except InputError as err:
+        raise InputError(f"-bval_out {err}") from None
+    if bvals.size != q_out:
+        raise InputError(
+            f"-bval_out {args.bval_out} has {bvals.size} b-values but there are {q_out} target directions; "
+            "give one b-value per target"
+        )
+    check_target_bvals(spec, args.shell, bvals, label=f"-bval_out {args.bval_out}")
+    return bvals
 
 
 def _super_resolve_bvals(args, bvec_in: np.ndarray) -> np.ndarray:
@@ -326,33 +361,43 @@ def run(args) -> Path:
         print(f"{PROG}: warning: {line}", file=sys.stderr)
     q_in, q_out = context_size(args, bvec_in), bvec_out.shape[1]
     spec = describe_weights(args, q_in)
+    bval_out = target_bvals(args, spec, q_out)
     args.model_dim = spec.model_dim if spec is not None else (args.model_dim or 3)
     print_summary(args, q_in, q_out)
+    if args.bval_out is not None:
+        print(f"    Target b-values -> {', '.join(f'{b:g}' for b in np.unique(np.round(bval_out)))}")
     import_tensorflow_quietly()
     weights = select_weights(args, q_in)
 
     model = build_model(args, weights, spec)
-    # without a description, -n says how the model's input was scaled
-    scaling = spec.scaling if spec is not None else ("percentile" if args.norm else "shell")
     if args.super_resolve:
-        return write_super_resolved(args, model, image, dmri, bvec_in, mask, target, bvec_out, scaling)
-    scale = intensity_scale(scaling, args.shell, dmri, mask)
+        return write_super_resolved(args, model, image, dmri, bvec_in, mask, target, (bvec_out, bval_out), spec)
+    scale = intensity_scale(model_scaling(args, spec), args.shell, dmri, mask)
     volumes = infer(dmri, bvec_in, bvec_out, mask, model, scale=scale, batch_size=args.batch_size,
-                    overlap=args.overlap, q_out_chunk=args.q_out_chunk, progress=args.progress)
+                    overlap=args.overlap, q_out_chunk=args.q_out_chunk, progress=args.progress,
+                    q_encoding=spec.q_encoding if spec is not None else "direction",
+                    bvals=(np.full(q_in, float(args.shell)), bval_out))
     write_output(volumes, image, target)
     print(f"Wrote {target} ({volumes.shape[0]}x{volumes.shape[1]}x{volumes.shape[2]}, {q_out} volumes)")
     return target
 
 
-def write_super_resolved(args, model, image, dmri, bvec_in, mask, target: Path, bvec_out: np.ndarray,
-                         scaling: str) -> Path:
-    """--super-resolve: acquired b0 + context volumes, then the predictions, with .bval/.bvec beside."""
+def model_scaling(args, spec) -> str:
+    """How the model's input is scaled: as its description says; without one, as -n says."""
+    return spec.scaling if spec is not None else ("percentile" if args.norm else "shell")
+
+
+def write_super_resolved(args, model, image, dmri, bvec_in, mask, target: Path, targets: tuple, spec) -> Path:
+    """--super-resolve: acquired b0 + context volumes, then the predictions (``targets``: (3, q_out)
+    b-vectors and (q_out,) b-values), with .bval/.bvec beside."""
+    bvec_out, bval_out = targets
     if np.dtype(image.get_data_dtype()).itemsize > 4 and image.get_data_dtype().kind == "f":
         dmri = np.asarray(image.dataobj)  # float64 voxels: copy them at full precision
     bval_path, bvec_path = sidecar_table_paths(target)
     result = super_resolve(
         dmri, _super_resolve_bvals(args, bvec_in), bvec_in, mask, model, args.shell, bvec_out,
-        scale=scaling, batch_size=args.batch_size, overlap=args.overlap,
+        scale=model_scaling(args, spec), target_bvals=bval_out,
+        q_encoding=spec.q_encoding if spec is not None else "direction", batch_size=args.batch_size, overlap=args.overlap,
         q_out_chunk=args.q_out_chunk, progress=args.progress,
     )
     save_bval(result.bvals, bval_path)

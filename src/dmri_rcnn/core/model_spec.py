@@ -16,10 +16,13 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from dmri_rcnn.core.architecture import ARCHITECTURES
 from dmri_rcnn.core.precision import precision_problem
 from dmri_rcnn.core.processing.qspace import Q_ENCODINGS
 from dmri_rcnn.core.processing.scaling import SCALINGS
+from dmri_rcnn.core.processing.shells import SHELL_TOLERANCE
 from dmri_rcnn.errors import InputError
 from dmri_rcnn.types import PathLike
 from dmri_rcnn.utils import write_json
@@ -128,6 +131,8 @@ class ModelSpec:
         return problems
 
     def to_dict(self) -> dict:
+        """The sidecar's JSON form: every field, tuples as lists; ``q_encoding`` and ``target_shells`` only
+        when they differ from their defaults (so same-shell descriptions read as before)."""
         data = asdict(self)
         data["shells"] = list(self.shells)
         data["patch_shape"] = list(self.patch_shape)
@@ -348,6 +353,39 @@ def check_weights(weights: PathLike, wanted: ModelSpec, needed_by: str, label: s
             + "; ".join(problems)
         )
     return found
+
+
+def check_target_bvals(spec: ModelSpec | None, shell: int, target_bvals, label: str = "the targets") -> None:
+    """Refuse targets of a shell the model was not trained to predict from context of ``shell``.
+
+    A same-shell model (no :attr:`ModelSpec.target_shells`; ``spec=None`` for weights without a
+    description) predicts its context's shell, a cross-shell model its target shells; every target b-value
+    must lie within :data:`~dmri_rcnn.core.processing.shells.SHELL_TOLERANCE` of one of them.
+
+    Parameters
+    ----------
+    spec : the model's description, or None.
+    shell : b-value (s/mm²) of the context.
+    target_bvals : (q_out,) b-values (s/mm²) of the volumes to predict.
+    label : what holds the targets, to start the message: ``-bval_out targets.bval``.
+
+    Raises
+    ------
+    InputError
+        One line: ``-bval_out t.bval: the model 3D_b1000_q6 predicts b=1000 from b=1000 context, not b=2000;
+        predicting other shells needs a cross-shell model such as 3D_b1000_q6_to2000_bscaled``.
+    """
+    predicted = spec.target_shells if spec is not None and spec.target_shells else (int(shell),)
+    bvals = np.unique(np.round(np.asarray(target_bvals, dtype=np.float64).ravel()))
+    off = [int(b) for b in bvals if min(abs(b - p) for p in predicted) > SHELL_TOLERANCE]
+    if not off:
+        return
+    model = f"the model {spec.name}" if spec is not None else "a model without a description"
+    message = f"{label}: {model} predicts b={_shells(predicted)} from b={int(shell)} context, not b={_shells(off)}"
+    if spec is None or not spec.target_shells:
+        example = f"{spec.model_dim if spec else 3}D_b{int(shell)}_q{spec.q_in if spec else 6}"
+        message += f"; predicting other shells needs a cross-shell model such as {example}_to{'_'.join(map(str, off))}_bscaled"
+    raise InputError(message)
 
 
 def published_model_spec(model_dim: int, shell: int | str, q_in: int, combined: bool = False,

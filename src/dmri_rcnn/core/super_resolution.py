@@ -3,10 +3,12 @@
 This is the clinical use of the dMRI-RCNN: a scan with a few directions on one shell (the *context*) gets
 many more predicted directions of that shell, and the result is one ordinary diffusion dataset that DTI or
 CSD tools read (a 4D NIfTI with FSL ``bvals``/``bvecs``). There are no held-out targets to compare with.
+A cross-shell model (:attr:`dmri_rcnn.core.model_spec.ModelSpec.target_shells`) adds volumes of other
+shells instead, e.g. b = 2000 and 3000 from a b = 1000 acquisition: the result is then a multi-shell dataset.
 
 Output volume order: the acquired b0 and context volumes, in the order of the input file and copied
 value for value (never rescaled), then the predicted volumes in the order of the target directions.
-Volumes of other shells are not part of the output (the model predicts one shell).
+Acquired volumes of other shells are not part of the output.
 """
 
 from __future__ import annotations
@@ -93,6 +95,8 @@ class SuperResolutionSettings(InferenceSettings):
         volumes, this many well-spread ones are the context (farthest-point selection,
         :func:`dmri_rcnn.core.processing.directions.select_context_directions` with ``seed`` and
         ``antipodal``) and the other volumes of the shell are left out of the output; fewer is an error.
+    q_encoding : the model's q-space encoding (:attr:`dmri_rcnn.core.model_spec.ModelSpec.q_encoding`);
+        ``"b_scaled"`` hands the network the context's and the targets' b-values with their directions.
     """
 
     tolerance: float = SHELL_TOLERANCE
@@ -100,6 +104,7 @@ class SuperResolutionSettings(InferenceSettings):
     context_size: int | None = None
     seed: int = 0
     antipodal: bool = True
+    q_encoding: str = "direction"
 
 
 def super_resolve(
@@ -112,9 +117,10 @@ def super_resolve(
     target_bvecs: np.ndarray,
     scale: float | str | None = None,
     settings: SuperResolutionSettings | None = None,
+    target_bvals: np.ndarray | float | None = None,
     **options,
 ) -> SuperResolved:
-    """Predict the ``target_bvecs`` volumes of ``shell`` from the scan's own volumes of that shell.
+    """Predict the ``target_bvecs`` volumes from the scan's own volumes of ``shell``.
 
     Parameters
     ----------
@@ -128,14 +134,17 @@ def super_resolve(
     scale : signal divisor, or the model's scaling (``"shell"``, ``"percentile"``: the divisor is then
         :func:`dmri_rcnn.core.processing.scaling.intensity_scale` of the context); None = ``"shell"``.
     settings : :class:`SuperResolutionSettings`; None = the defaults.
+    target_bvals : (q_out,) b-values (s/mm²) of the targets, or one for all; None = ``shell``. Other
+        shells than the context's need a cross-shell model, whose ``q_encoding`` the settings give
+        (checked by :func:`dmri_rcnn.core.model_spec.check_target_bvals` where the model is known).
     **options : any field of :class:`SuperResolutionSettings` by name (``tolerance``, ``b0_threshold``,
-        ``context_size``, ``seed``, ``antipodal``, ``batch_size``, ``overlap``, ``q_out_chunk``,
-        ``progress``, ...), overriding ``settings``.
+        ``context_size``, ``seed``, ``antipodal``, ``q_encoding``, ``batch_size``, ``overlap``,
+        ``q_out_chunk``, ``progress``, ...), overriding ``settings``.
 
     Returns
     -------
     SuperResolved : the acquired b0 and context volumes (same values and dtype family as ``dmri``: float32,
-        or float64 for float64 input), then the predictions; b-values of the predictions are ``shell``.
+        or float64 for float64 input), then the predictions, with ``target_bvals`` as their b-values.
     """
     settings = SuperResolutionSettings.with_options(settings, options, "super_resolve")
     tolerance, context_size = settings.tolerance, settings.context_size
@@ -143,6 +152,7 @@ def super_resolve(
     bvals = np.asarray(bvals, dtype=np.float64).ravel()
     bvecs = np.asarray(bvecs, dtype=np.float64)
     target_bvecs = np.asarray(target_bvecs, dtype=np.float64)
+    target_bvals = _target_bvals(target_bvals, shell, target_bvecs)
     if dmri.ndim != 4:
         raise InputError(f"dmri: expected a 4D scan (i, j, k, q), found shape {dmri.shape}")
     if bvals.shape != (dmri.shape[3],) or bvecs.shape != (3, dmri.shape[3]):
@@ -168,13 +178,24 @@ def super_resolve(
     if scale is None or isinstance(scale, str):
         scale = intensity_scale(scale or "shell", shell, dmri[..., context], mask)
     predicted = infer(dmri[..., context], bvecs[:, context], target_bvecs, mask, model, shell=shell, scale=scale,
-                      settings=settings)
+                      settings=settings, q_encoding=settings.q_encoding, bvals=(bvals[context], target_bvals))
     dtype = np.result_type(dmri.dtype, np.float32)
     volumes = np.concatenate([dmri[..., keep].astype(dtype), predicted.astype(dtype)], axis=3)
-    out_bvals = np.concatenate([bvals[keep], np.full(target_bvecs.shape[1], float(shell))])
+    out_bvals = np.concatenate([bvals[keep], target_bvals])
     out_bvecs = np.concatenate([bvecs[:, keep], target_bvecs], axis=1)
     acquired = np.arange(volumes.shape[3]) < keep.size
     return SuperResolved(volumes, out_bvals, out_bvecs, acquired)
+
+
+def _target_bvals(target_bvals, shell: int, target_bvecs: np.ndarray) -> np.ndarray:
+    """(q_out,) float64 b-values of the targets: ``target_bvals`` (one per target, or one for all) or ``shell``."""
+    q_out = target_bvecs.shape[1] if target_bvecs.ndim == 2 else 0
+    values = np.asarray(float(shell) if target_bvals is None else target_bvals, dtype=np.float64).ravel()
+    if values.size == 1:
+        values = np.full(q_out, values[0])
+    if values.size != q_out:
+        raise InputError(f"target_bvals: expected one b-value per target direction ({q_out}), found {values.size}")
+    return values
 
 
 def super_resolve_files(
@@ -192,7 +213,8 @@ def super_resolve_files(
 ) -> SuperResolved:
     """:func:`super_resolve` from files to files, keeping the scan's header (affine, voxel sizes, units).
 
-    ``options`` are :func:`super_resolve`'s ``scale``, ``settings`` or any of its settings by name.
+    ``options`` are :func:`super_resolve`'s ``scale``, ``settings``, ``target_bvals`` or any of its
+    settings by name.
 
     The three outputs are written atomically, the image last.
     """

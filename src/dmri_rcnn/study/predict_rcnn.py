@@ -6,7 +6,7 @@ import numpy as np
 
 from dmri_rcnn.core import io
 from dmri_rcnn.core.inference import infer
-from dmri_rcnn.core.model_spec import ModelSpec, check_weights
+from dmri_rcnn.core.model_spec import ModelSpec, check_target_bvals, check_weights
 from dmri_rcnn.core.processing.scaling import intensity_scale
 from dmri_rcnn.types import PathLike
 
@@ -35,7 +35,9 @@ def predict_with_trained_model(
     spec : the model the study expects (:func:`dmri_rcnn.study.design.model_spec`); the description must
         build its network (:func:`dmri_rcnn.core.model_spec.check_weights`), and its scaling decides how
         the context is scaled (:func:`dmri_rcnn.core.processing.scaling.intensity_scale`).
-    shell : b-value (s/mm²) of the context and targets.
+    shell : b-value (s/mm²) of the context and targets (the model must predict its context's shell,
+        :func:`dmri_rcnn.core.model_spec.check_target_bvals`; a b-scaled model is given it with the
+        b-vectors).
     out_path : output NIfTI (i, j, k, q_out), raw signal units, written atomically.
     batch_size : patches per model call.
 
@@ -47,16 +49,20 @@ def predict_with_trained_model(
     from dmri_rcnn.core.model import load_trained_model
 
     found = check_weights(weights, spec, f"the study's model {spec.name}")
+    check_target_bvals(found, shell, [shell], label=str(target_bvecs))
     model = load_trained_model(weights, found)
     dmri, affine = io.load_nifti(context, return_affine=True)
     brain = io.load_mask(mask)
+    bvec_in, bvec_out = io.load_bvec(context_bvecs), io.load_bvec(target_bvecs)
     prediction = infer(
         dmri,
-        io.load_bvec(context_bvecs),
-        io.load_bvec(target_bvecs),
+        bvec_in,
+        bvec_out,
         brain,
         model,
         scale=intensity_scale(found.scaling, int(shell), dmri, brain),
+        q_encoding=found.q_encoding,
+        bvals=(np.full(bvec_in.shape[1], float(shell)), np.full(bvec_out.shape[1], float(shell))),
         batch_size=batch_size,
         progress=progress,
     )
