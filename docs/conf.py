@@ -127,16 +127,7 @@ autosummary_context = {"reexported": _reexported_by_parent()}
 DOCSTRINGS_TO_FIX: list[str] = [
     "dmri_rcnn.core.inference.InferenceSettings",  # field list indented like a block quote
     "dmri_rcnn.core.super_resolution.SuperResolutionSettings",  # same
-    "dmri_rcnn.core.model_spec.ModelSpec.to_dict",  # no docstring
-    "dmri_rcnn.evaluation.evaluate.DTIInputs",  # field without a description line
-    "dmri_rcnn.evaluation.dti.dti_errors",  # |x| reads as a substitution
-    "dmri_rcnn.evaluation.metrics.mean_absolute_error",  # same
-    "dmri_rcnn.evaluation.metrics.ErrorSums",  # same
-    "dmri_rcnn.plot.plot_fa_maps",  # same
     "dmri_rcnn.training.config.TrainingConfig.from_dict",  # no docstring
-    "dmri_rcnn.training.checkpoint.save_optimizer",  # no docstring
-    "dmri_rcnn.training.checkpoint.restore_optimizer",  # no docstring
-    "dmri_rcnn.training.checkpoint.epoch_checkpoint_callback",  # no docstring
 ]
 
 

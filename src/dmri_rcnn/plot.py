@@ -282,7 +282,7 @@ def plot_fa_maps(
     title: str | None = None,
     path: PathLike | None = None,
 ) -> Figure:
-    """FA maps side by side; with ``reference`` a second row shows |FA - FA_reference|.
+    """FA maps side by side; with ``reference`` a second row shows ``|FA - FA_reference|``.
 
     Parameters
     ----------

@@ -214,7 +214,7 @@ def dti_errors(predicted: DTIMaps, reference: DTIMaps, mask, fa_threshold: float
     Returns
     -------
     dict
-        ``fa_mae`` (mean |FA difference|), ``md_mae`` (mean |MD difference|, mm^2/s) over the mask, and
+        ``fa_mae`` (mean absolute FA difference), ``md_mae`` (mean absolute MD difference, mm^2/s) over the mask, and
         ``pdd_angle_deg``: mean angle between principal eigenvectors over masked voxels whose reference FA
         exceeds ``fa_threshold`` (NaN when there are none); ``dti_failed``: number of masked voxels left
         out because a fit failed. Means over no voxel are NaN.

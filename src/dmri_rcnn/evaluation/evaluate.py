@@ -132,11 +132,14 @@ def fit_dti_with_targets(
 class DTIInputs:
     """What :func:`evaluate_prediction`'s tensor fits need beside the b0 and the target volumes.
 
+    Attributes
+    ----------
     context : (i, j, k, q_in) array_like
         Acquired context volumes: tensors are fitted on b0 + context + predicted vs b0 + context +
         acquired targets. The DTI metrics need ``context``, ``context_bvecs``, ``target_bvecs`` and
         ``bval`` together.
     context_bvecs, target_bvecs : (3, q) array_like
+        Unit b-vectors of the context and of the target volumes (FSL layout).
     bval : float
         Shell b-value (s/mm^2).
     context_bvals, target_bvals : (q_in,), (q_out,) array_like, optional

@@ -94,12 +94,12 @@ def volume_pairs(predicted, acquired, mask, divide_by=None) -> Iterator[tuple[np
 
 
 class ErrorSums:
-    """Running float64 sums of |error| and error² over a region and any number of volumes.
+    """Running float64 sums of ``|error|`` and ``error²`` over a region and any number of volumes.
 
     Attributes
     ----------
     absolute, squared : float
-        Sum of |predicted - acquired| and of its square (signal units, squared signal units).
+        Sum of ``|predicted - acquired|`` and of its square (signal units, squared signal units).
     count : int
         Number of (voxel, volume) values added.
     """
@@ -135,7 +135,7 @@ def _pooled_errors(predicted, acquired, mask) -> ErrorSums:
 
 
 def mean_absolute_error(predicted, acquired, mask) -> float:
-    """Mean of |predicted - acquired| over masked voxels and all volumes (signal units)."""
+    """Mean of ``|predicted - acquired|`` over masked voxels and all volumes (signal units)."""
     return _pooled_errors(predicted, acquired, mask).mae
 
 

@@ -64,6 +64,7 @@ def read_checkpoint_state(checkpoint_dir: PathLike, fingerprint: str) -> dict | 
 
 
 def save_optimizer(optimizer, path: Path) -> None:
+    """Write every optimizer variable (moments, step count) to ``path`` as ``.npz``, atomically."""
     values = {f"v{index:04d}": np.asarray(variable) for index, variable in enumerate(optimizer.variables)}
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
@@ -71,6 +72,10 @@ def save_optimizer(optimizer, path: Path) -> None:
 
 
 def restore_optimizer(model, path: Path) -> None:
+    """Load the optimizer variables written by :func:`save_optimizer` into ``model.optimizer``.
+
+    Raises ``InputError`` when the saved and the model's optimizer have different numbers of variables.
+    """
     optimizer = model.optimizer
     optimizer.build(model.trainable_variables)
     with np.load(path) as saved:
@@ -91,6 +96,11 @@ def write_history(history: list[dict], path: PathLike) -> None:
 
 
 def epoch_checkpoint_callback(checkpoint_dir: Path, state: dict):
+    """A Keras callback that commits weights, optimizer state, best weights and history after every epoch.
+
+    ``state`` is the resumable run's record (:func:`new_state` or :func:`read_checkpoint_state`), updated in place and written to
+    ``checkpoint_dir`` so that a killed run resumes from its last completed epoch.
+    """
     # lazy: TensorFlow loads only when a model is built or trained
     import keras
 
