@@ -125,9 +125,6 @@ autosummary_context = {"reexported": _reexported_by_parent()}
 # and left out of the GL08 check until fixed; empty this list as they are. Fully qualified names, as
 # defined (module.qualname).
 DOCSTRINGS_TO_FIX: list[str] = [
-    "dmri_rcnn.core.inference.InferenceSettings",  # field list indented like a block quote
-    "dmri_rcnn.core.super_resolution.SuperResolutionSettings",  # same
-    "dmri_rcnn.training.config.TrainingConfig.from_dict",  # no docstring
 ]
 
 

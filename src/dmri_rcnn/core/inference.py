@@ -135,12 +135,19 @@ def overlap_padding(spatial_shape, stride: int, patch: int = 10) -> np.ndarray:
 class InferenceSettings:
     """How :func:`infer` runs the model; the same numbers whatever the settings, up to float rounding.
 
-    batch_size : patches per model call.
-    overlap : if True, patches every ``stride`` voxels blended with :func:`blending_window`.
-    stride : patch spacing with ``overlap`` (must divide into 1..10).
-    q_out_chunk : decode at most this many target directions at once (same result up to float rounding,
-        less memory). None: ``DECODE_PAIRS // batch_size`` (12 at batch size 4; twice that for a bf16 model).
-    progress : show a tqdm bar over patches.
+    Attributes
+    ----------
+    batch_size : int
+        Patches per model call.
+    overlap : bool
+        If True, patches every ``stride`` voxels blended with :func:`blending_window`.
+    stride : int
+        Patch spacing with ``overlap`` (1..10 voxels).
+    q_out_chunk : int or None
+        Decode at most this many target directions at once (same result up to float rounding, less
+        memory). None: ``DECODE_PAIRS // batch_size`` (12 at batch size 4; twice that for a bf16 model).
+    progress : bool
+        Show a tqdm bar over patches.
     """
 
     batch_size: int = 4

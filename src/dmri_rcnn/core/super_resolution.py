@@ -89,13 +89,23 @@ class SuperResolutionSettings(InferenceSettings):
     """How :func:`super_resolve` reads the scan and chooses its context, and how it runs the model (the
     fields of :class:`dmri_rcnn.core.inference.InferenceSettings`).
 
-    tolerance : volumes within this of the shell's b-value (s/mm²) are the context.
-    b0_threshold : volumes with b below it are b0 volumes (kept in the output).
-    context_size : the model's q_in. None: every volume of the shell is context. If the shell has more
-        volumes, this many well-spread ones are the context (farthest-point selection,
+    Attributes
+    ----------
+    tolerance : float
+        Volumes within this of the shell's b-value (s/mm²) are the context.
+    b0_threshold : float
+        Volumes with b below it are b0 volumes (kept in the output).
+    context_size : int or None
+        The model's q_in. None: every volume of the shell is context. If the shell has more volumes,
+        this many well-spread ones are the context (farthest-point selection,
         :func:`dmri_rcnn.core.processing.directions.select_context_directions` with ``seed`` and
         ``antipodal``) and the other volumes of the shell are left out of the output; fewer is an error.
-    q_encoding : the model's q-space encoding (:attr:`dmri_rcnn.core.model_spec.ModelSpec.q_encoding`);
+    seed : int
+        Seed of the farthest-point selection.
+    antipodal : bool
+        Whether the selection treats v and -v as one axis.
+    q_encoding : str
+        The model's q-space encoding (:attr:`dmri_rcnn.core.model_spec.ModelSpec.q_encoding`);
         ``"b_scaled"`` hands the network the context's and the targets' b-values with their directions.
     """
 

@@ -72,9 +72,9 @@ class TrainingConfig:
         training starts and recorded in the model's description; see :mod:`dmri_rcnn.core.precision`).
     seed : seeds Keras/NumPy/TF and the data pipeline.
 
-    Adding an option
-    ----------------
-    An option of the model (what the network is, or the data it reads) is a field of
+    Notes
+    -----
+    Adding an option. An option of the model (what the network is, or the data it reads) is a field of
     :class:`~dmri_rcnn.core.model_spec.ModelSpec` (set by :func:`dmri_rcnn.study.design.model_spec` from
     the config). An option of the training:
 
@@ -83,6 +83,7 @@ class TrainingConfig:
     3. the key with its default in ``workflow/schemas/config.schema.yaml`` and ``config/config.yaml``
        (``tests/test_workflow_config.py`` checks that the two agree), described in ``config/README.md``;
     4. use it where it acts (:func:`dmri_rcnn.training.build_model`, :mod:`dmri_rcnn.training.dataset`).
+
     It is then in the fingerprint and in the rule's params (a change retrains the model) by itself.
     A setting that does not change the trained weights (e.g. threads) belongs in the rule, not here.
 
@@ -169,6 +170,7 @@ class TrainingConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainingConfig:
+        """The settings written by :meth:`to_dict` (a checkpoint's record), with the spec rebuilt and checked."""
         values = dict(values)
         if isinstance(values.get("spec"), dict):
             values["spec"] = ModelSpec.from_dict(values["spec"], source="training settings")
