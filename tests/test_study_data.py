@@ -11,7 +11,7 @@ import pytest
 from dmri_rcnn.core import io
 from dmri_rcnn.errors import InputError
 from dmri_rcnn.simulation import simulate_subject, write_subject
-from dmri_rcnn.study.data import autocrop, crop_like, make_tfrecords, split_octants, subsample_context
+from dmri_rcnn.study.data import autocrop, crop_truth, make_tfrecords, split_octants, subsample_context
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_crop_keeps_every_volume_and_the_world_position(subject_dir, tmp_path):
     np.testing.assert_allclose(image.get_fdata(), nib.load(subject_dir / "data.nii.gz").get_fdata(), rtol=1e-6)
     # a truth map cropped with the same box lines up with the cropped mask
     tissue_out = tmp_path / "crop_tissue.nii.gz"
-    crop_like(padded["tissue.nii.gz"], box_path, tissue_out)
+    crop_truth(padded["tissue.nii.gz"], box_path, tissue_out)
     tissue = io.load_nifti(tissue_out, dtype=np.uint8)
     mask = io.load_mask(out["mask"])
     assert tissue.shape == mask.shape
@@ -219,7 +219,7 @@ def test_crop_to_a_test_slab_keeps_the_slab_and_its_world_position(subject_dir, 
     np.testing.assert_allclose(slab.affine[:3, 3], (full.affine @ np.array([0, 0, bottom + 2, 1]))[:3])
     assert io.load_nifti(out["mask"]).any()
     # truth maps cut with the slab's box line up with the slab's mask
-    crop_like(subject_dir / "tissue.nii.gz", tmp_path / "box.json", tmp_path / "tissue.nii.gz")
+    crop_truth(subject_dir / "tissue.nii.gz", tmp_path / "box.json", tmp_path / "tissue.nii.gz")
     tissue = io.load_nifti(tmp_path / "tissue.nii.gz", dtype=np.uint8)
     np.testing.assert_array_equal(tissue > 0, io.load_nifti(out["mask"], dtype=np.uint8) > 0)
     with pytest.raises(InputError, match=r"slab \[2, 99\) does not fit the brain's"):

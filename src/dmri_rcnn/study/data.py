@@ -44,7 +44,7 @@ def autocrop(
     box_path : JSON file receiving ``{"start": [i, j, k], "stop": [...], "full_shape": [...]}``.
     slab : ``(first, stop)``: keep only the axial slices ``first <= k < stop`` counted from the lowest
         slice holding brain (``preprocess.test_slab``: evaluating a slab of a full-size test subject where
-        whole-brain inference would take too long). The box written covers the slab, so ``crop_like`` cuts
+        whole-brain inference would take too long). The box written covers the slab, so ``crop_truth`` cuts
         the truth maps alike.
 
     Returns
@@ -91,7 +91,7 @@ def autocrop(
     return box.shape
 
 
-def crop_like(image_path: PathLike, box_path: PathLike, out_path: PathLike) -> None:
+def crop_truth(image_path: PathLike, box_path: PathLike, out_path: PathLike) -> None:
     """Crop any (i, j, k, ...) image with a box written by :func:`autocrop` (e.g. a tissue map)."""
     box = json.loads(Path(box_path).read_text())
     data, affine = io.load_nifti(image_path, dtype=None, return_affine=True)
