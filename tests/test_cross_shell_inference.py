@@ -202,3 +202,21 @@ def test_super_resolve_needs_one_b_value_per_target():
     with pytest.raises(InputError, match=r"target_bvals: expected one b-value per target direction \(4\), found 3"):
         super_resolve(np.ones((10, 10, 10, 7)), np.full(7, 1000.0), _unit(np.random.default_rng(0), 7),
                       np.ones((10, 10, 10)), None, 1000, _unit(np.random.default_rng(1), 4), target_bvals=[2000.0] * 3)
+
+
+def test_the_study_prediction_gives_a_cross_shell_model_the_targets_b_values(tmp_path, models):
+    from dmri_rcnn.study.predict_rcnn import PredictionSettings, predict_with_trained_model
+
+    paths = write_scan(tmp_path)
+    spec = ModelSpec.from_name(CROSS_SHELL, width=0.125)
+    args = (paths["dmri.nii.gz"], paths["bvec_in"], paths["bvec_out"], paths["mask.nii.gz"], models[CROSS_SHELL],
+            spec, 1000)
+    predicted = predict_with_trained_model(*args, tmp_path / "p.nii.gz",
+                                           settings=PredictionSettings(target_bvals=paths["bval_out"]))
+    assert predicted.shape == SHAPE + (4,) and nib.load(tmp_path / "p.nii.gz").shape == SHAPE + (4,)
+    np.savetxt(paths["bval_out"], np.array([[2000, 1000, 3000, 3000]]), fmt="%g")
+    with pytest.raises(InputError, match=f"{paths['bval_out']}: the model {CROSS_SHELL} predicts b=2000/3000 "
+                                         "from b=1000 context, not b=1000"):
+        predict_with_trained_model(*args, tmp_path / "q.nii.gz",
+                                   settings=PredictionSettings(target_bvals=paths["bval_out"]))
+    assert not (tmp_path / "q.nii.gz").exists()

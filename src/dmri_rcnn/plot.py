@@ -19,7 +19,7 @@ from dmri_rcnn.types import PathLike
 from dmri_rcnn.utils import atomic_path
 
 AXIS_NAMES = {0: "sagittal (i)", 1: "coronal (j)", 2: "axial (k)"}
-METHOD_COLOURS = {"SH_original": "#999999", "SH": "#1f77b4", "1D": "#ff7f0e", "3D": "#2ca02c"}
+METHOD_COLOURS = {"SH_original": "#999999", "SH": "#1f77b4", "1D": "#ff7f0e", "3D": "#2ca02c", "DTI": "#9467bd"}
 METRIC_LABELS = {
     "mae": "MAE (signal units)",
     "rmse": "RMSE (signal units)",
@@ -192,6 +192,53 @@ def plot_metric_by_subject(
         ax.set_title((titles or {}).get((shell, q_in), f"b = {shell} s/mm², q_in = {q_in}"), fontsize="medium")
         ax.grid(axis="y", alpha=0.3)
         ax.margins(y=0.12)
+    axes[0].set_ylabel(METRIC_LABELS.get(metric, metric))
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, fontsize="small", loc="outside lower center", ncols=len(labels))
+    return _finish(figure, path)
+
+
+def plot_metric_per_shell(summary: pd.DataFrame, metric: str = "mae", *, path: PathLike | None = None) -> Figure:
+    """A metric per target shell and method: the cross-shell study's figure, one panel per q_in.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        One row per (method, shell, q_in) with columns ``method, shell, q_in, {metric}`` and, optionally,
+        ``{metric}_sd`` (drawn as error bars); ``shell`` is the target shell in s/mm².
+    metric : str
+        Column to plot.
+    path : path, optional
+        Where to write the PNG.
+
+    Returns
+    -------
+    Figure
+        Grouped bars per target shell, one per method evaluated there.
+    """
+    missing = [c for c in ("method", "shell", "q_in", metric) if c not in summary.columns]
+    if missing:
+        raise InputError(f"summary table lacks column(s) {', '.join(missing)}")
+    if summary.empty:
+        raise InputError("summary table is empty; nothing to plot")
+    methods = list(dict.fromkeys(summary["method"]))
+    shells = sorted({int(s) for s in summary["shell"]})
+    contexts = sorted({int(q) for q in summary["q_in"]})
+    width = 0.8 / len(methods)
+    figure = Figure(figsize=(1.5 + 1.6 * len(shells) * len(contexts), 3.8), layout="constrained")
+    axes = figure.subplots(1, len(contexts), squeeze=False)[0]
+    for ax, q_in in zip(axes, contexts):
+        rows = summary[summary["q_in"] == q_in]
+        for m, method in enumerate(methods):
+            mine = rows[rows["method"] == method].set_index("shell")
+            heights = [mine[metric].get(shell, np.nan) for shell in shells]
+            spread = [mine[f"{metric}_sd"].get(shell, np.nan) for shell in shells] if f"{metric}_sd" in mine else None
+            positions = np.arange(len(shells)) + (m - (len(methods) - 1) / 2) * width
+            ax.bar(positions, heights, width, yerr=spread, label=method, color=METHOD_COLOURS.get(method))
+        ax.set_xticks(np.arange(len(shells)), [f"b = {shell}" for shell in shells])
+        ax.set_xlabel("target shell (s/mm²)")
+        ax.set_title(f"q_in = {q_in}", fontsize="medium")
+        ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel(METRIC_LABELS.get(metric, metric))
     handles, labels = axes[0].get_legend_handles_labels()
     figure.legend(handles, labels, fontsize="small", loc="outside lower center", ncols=len(labels))

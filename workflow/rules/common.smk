@@ -7,7 +7,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from dmri_rcnn.core.model_spec import MODEL_NAME_PATTERN
-from dmri_rcnn.study import design, pretrained
+from dmri_rcnn.study import cross_shell, design, pretrained
 
 # `snakemake --report` (9.x) evaluates each job's default disk_mb, which reads the input size, inside a
 # running event loop: the size coroutine is dropped, unawaited, with a two-line RuntimeWarning per job.
@@ -280,9 +280,56 @@ def get_example_dti_inputs(wildcards):
     return design.example_files(config)
 
 
+# ----- the cross-shell study (dmri_rcnn.study.cross_shell) ---------------------------------------
+
+
+def cross_shell_context(wildcards):
+    """The b0 and context volumes (with the context's table) a cross-shell method starts from."""
+    folder = cross_shell.context_folder(config, wildcards.subject, wildcards.q_in)
+    return {
+        "b0": f"{folder}/b0.nii.gz",
+        "context": f"{folder}/context.nii.gz",
+        "context_bvecs": f"{folder}/context.bvec",
+        "context_bvals": f"{folder}/context.bval",
+    }
+
+
+def cross_shell_targets(wildcards):
+    """The acquired volumes of the target shell, with their b-vectors and b-values."""
+    return cross_shell.target_files(
+        config, wildcards.subject, wildcards.q_in, wildcards.target
+    )
+
+
+def cross_shell_target_table(wildcards):
+    """The target shell's b-vectors and b-values: what a prediction of it needs."""
+    files = cross_shell_targets(wildcards)
+    return {key: files[key] for key in ("target_bvecs", "target_bvals")}
+
+
+def cross_shell_model(wildcards):
+    return cross_shell.model_for_method(config, wildcards.method, wildcards.q_in)
+
+
+def cross_shell_weights(wildcards):
+    return pretrained.study_model_weights(config, cross_shell_model(wildcards))
+
+
+def cross_shell_prediction(wildcards):
+    return cross_shell.prediction_path(
+        config, wildcards.subject, wildcards.q_in, wildcards.target, wildcards.method
+    )
+
+
+def get_cross_shell_metrics(wildcards):
+    """Per-(subject, q_in, target shell, method) metric tables of the cross-shell study."""
+    return cross_shell.per_prediction(config, cross_shell.METRICS)
+
+
 wildcard_constraints:
     subject=design.alternatives(ALL_SUBJECTS + SUPER_RESOLVE_SUBJECTS),
     model=MODEL_NAME_PATTERN,
     shell=r"\d+",
     q_in=r"\d+",
     method=r"[A-Za-z0-9_]+",
+    target=r"\d+",

@@ -216,3 +216,28 @@ def subsample_context(
             io.save_bvec(bvec[:, index], out[f"{prefix}_bvecs"])
             io.save_bval(bval[index], out[f"{prefix}_bvals"])
     return context_index, target_index
+
+
+def extract_shell(dmri: PathLike, bvals: PathLike, bvecs: PathLike, shell: int, out: dict,
+                  tolerance: float = 30.0) -> int:
+    """Write every volume of one shell, the cross-shell study's acquired targets (rule extract_shell).
+
+    Parameters
+    ----------
+    dmri, bvals, bvecs : the subject's (cropped) files.
+    shell : nominal b-value, s/mm².
+    out : dict of output paths ``targets`` ((i, j, k, n) volumes of the shell), ``target_bvecs`` and
+        ``target_bvals``.
+    tolerance : shell membership tolerance, s/mm².
+
+    Returns
+    -------
+    The number of volumes written.
+    """
+    bval = io.load_bval(bvals)
+    bvec = io.load_bvec(bvecs, bvals=bval)
+    index = require_shell_indices(bval, shell, tolerance, name=str(bvals))
+    io.save_nifti(io.load_nifti_volumes(dmri, index), io.load_nifti_image(dmri).affine, out["targets"])
+    io.save_bvec(bvec[:, index], out["target_bvecs"])
+    io.save_bval(bval[index], out["target_bvals"])
+    return int(index.size)

@@ -28,6 +28,7 @@ from dmri_rcnn.core.model_spec import COMBINED_SHELLS, ModelSpec
 from dmri_rcnn.core.processing.scaling import SHELL_SCALE
 from dmri_rcnn.core.weights import PUBLISHED_Q_IN
 from dmri_rcnn.errors import ConfigError  # noqa: F401  (common.smk catches design.ConfigError)
+from dmri_rcnn.study import cross_shell
 from dmri_rcnn.study.layout import SUBJECT_FILE_NAMES, subject_files, subject_folder  # noqa: F401
 from dmri_rcnn.study.models import model_spec
 
@@ -75,6 +76,7 @@ def check_config(cfg: dict) -> None:
     _check_subjects(subjects, nothing_trained)
     _check_evaluation(cfg["evaluation"])
     _check_combined(cfg["models"]["combined"])
+    cross_shell.check_cross_shell(cfg)
     slab = cfg["preprocess"].get("test_slab")
     if slab is not None and not 0 <= slab[0] < slab[1]:
         raise ConfigError("preprocess.test_slab", f"[{slab[0]}, {slab[1]}) is empty; expected 0 <= first < stop")
@@ -277,13 +279,15 @@ def model_catalogue(cfg: dict) -> list[ModelSpec]:
     """Every model of the study, in config order (:func:`model_spec` of each name).
 
     One model per dimension and evaluated setting (``3D_b1000_q6``), plus, when ``models.combined`` is
-    enabled, one per dimension and q_in trained on all its shells (``3D_all_q10``).
+    enabled, one per dimension and q_in trained on all its shells (``3D_all_q10``), and, when
+    ``cross_shell`` is enabled, its cross-shell models (:func:`dmri_rcnn.study.cross_shell.model_catalogue`).
     """
     models = [(dim, (shell,), q_in) for shell, q_in in evaluation_settings(cfg) for dim in cfg["models"]["dims"]]
     combined = cfg["models"]["combined"]
     if combined["enabled"]:
         models += [(dim, tuple(combined["shells"]), q_in) for q_in in combined["q_in"] for dim in combined["dims"]]
     names = [ModelSpec(model_dim=dim, q_in=q_in, shells=shells).name for dim, shells, q_in in models]
+    names += [spec.name for spec in cross_shell.model_catalogue(cfg)]
     return [model_spec(cfg, name) for name in dict.fromkeys(names)]
 
 
@@ -428,11 +432,12 @@ def example_predictions(cfg: dict) -> dict[str, str]:
 
 
 def final_outputs(cfg: dict) -> list[str]:
-    """Targets of ``rule all``: summary, figures and every prediction (a deleted one is rebuilt by a rerun)."""
+    """Targets of ``rule all``: summary, figures and every prediction (a deleted one is rebuilt by a rerun),
+    and the cross-shell study's summary and figure when it is enabled."""
     outputs = ["results/summary.tsv", "results/figures/result.png"]
     outputs += [f"results/figures/{name}_vs_q_in.png" for name in VS_Q_IN_FIGURES]
     outputs += ["results/figures/example_slices.png", "results/figures/fa_maps.png"]
     if model_names(cfg) and int(cfg["training"]["epochs"]) > 0:
         outputs.append("results/figures/loss_curves.png")
     outputs += per_prediction(cfg, "results/predictions/{subject}/b{shell}_q{q_in}/{method}.nii.gz")
-    return outputs
+    return outputs + cross_shell.final_outputs(cfg)

@@ -17,6 +17,8 @@ from dmri_rcnn.evaluation import (
     read_metric_tables,
     summarise_metrics,
 )
+from dmri_rcnn.evaluation.cross_shell import cross_shell_dki_errors
+from dmri_rcnn.evaluation.metrics import mean_absolute_error
 from dmri_rcnn.evaluation.summary import (
     PAPER_ORDERING,
     method_sort_key,
@@ -25,6 +27,7 @@ from dmri_rcnn.evaluation.summary import (
     write_tsv,
 )
 from dmri_rcnn.simulation import TISSUE_LABELS
+from dmri_rcnn.study.predict_dti import load_context_acquisition
 from dmri_rcnn.types import PathLike
 from dmri_rcnn.utils import atomic_path
 
@@ -172,3 +175,61 @@ def plot_fa_maps(files: dict, predictions: dict, shell: int, out_path: PathLike)
     fa_maps = {"acquired": fa_of(io.load_nifti(files["targets"]))}
     fa_maps.update({method: fa_of(io.load_nifti(path)) for method, path in predictions.items()})
     plot.plot_fa_maps(fa_maps, reference="acquired", mask=mask, title=f"FA, b = {int(shell)}", path=out_path)
+
+
+# ----- the cross-shell study ---------------------------------------------------------------------
+
+#: Target shells (s/mm²) whose kurtosis errors the cross-shell study measures: DKI of b0 + context + this shell.
+DKI_SHELLS = (2000,)
+
+
+def evaluate_cross_shell(files: dict, row: dict, out_path: PathLike, dki_shells=DKI_SHELLS) -> dict:
+    """Errors of one prediction of a target shell; a one-row TSV (rule evaluate_cross_shell).
+
+    Parameters
+    ----------
+    files : paths ``prediction``, ``targets`` (the acquired volumes), ``target_bvals``, ``target_bvecs``,
+        ``mask``, the context split's ``b0``, ``context``, ``context_bvals``, ``context_bvecs`` and, for
+        synthetic subjects, ``tissue``.
+    row : ``subject``, ``method``, ``shell`` (the target shell, s/mm²) and ``q_in`` of the row.
+    out_path : output TSV: the row, ``mae`` (signal units) and ``mae_{tissue}``, and at the shells of
+        ``dki_shells`` the kurtosis errors of
+        :func:`dmri_rcnn.evaluation.cross_shell.cross_shell_dki_errors` (``mk_mae``, ``fa_mae``, per
+        tissue, ``dki_failed``).
+
+    Returns
+    -------
+    The row as a dict.
+    """
+    predicted, acquired = io.load_nifti(files["prediction"]), io.load_nifti(files["targets"])
+    mask = io.load_mask(files["mask"])
+    regions = {"": mask}
+    tissue = names = None
+    if "tissue" in files:
+        tissue = io.load_nifti(files["tissue"], dtype=np.uint8)
+        names = {label: name for label, name in TISSUE_LABELS.items() if label > 0}
+        regions.update({f"_{name}": mask & (tissue == label) for label, name in names.items()})
+    metrics = {f"mae{suffix}": mean_absolute_error(predicted, acquired, region) if region.any() else float("nan")
+               for suffix, region in regions.items()}
+    if int(row["shell"]) in dki_shells:
+        context, gtab, _ = load_context_acquisition(files)
+        target_gtab = io.load_gradient_table(files["target_bvals"], files["target_bvecs"])
+        metrics.update(cross_shell_dki_errors(context, gtab, predicted, acquired, target_gtab, mask,
+                                              tissue_map=tissue, tissue_names=names))
+    result = {**row, **metrics}
+    write_tsv(pd.DataFrame([result]), out_path)
+    return result
+
+
+def summarise_cross_shell(paths, out_path: PathLike) -> pd.DataFrame:
+    """Mean and sd over subjects per method, target shell (column ``shell``) and q_in, ordered by target
+    shell (:func:`dmri_rcnn.evaluation.summary.summarise_metrics`); written to ``out_path``."""
+    table = summarise_metrics(read_metric_tables(paths))
+    table = table.sort_values(["shell", "q_in"], kind="stable").reset_index(drop=True)
+    write_tsv(table, out_path)
+    return table
+
+
+def plot_cross_shell(summary_path: PathLike, out_path: PathLike, metric: str = "mae") -> None:
+    """The cross-shell figure: ``metric`` per target shell and method, one panel per q_in."""
+    plot.plot_metric_per_shell(pd.read_csv(summary_path, sep="\t"), metric, path=out_path)
