@@ -72,6 +72,33 @@ def _check_same_shape(reference: np.ndarray, others: Mapping[str, np.ndarray], w
             raise InputError(f"{what} {name!r} has shape {np.shape(arr)}; expected {reference.shape}")
 
 
+def _require_columns(table: pd.DataFrame, columns, what: str) -> None:
+    """One-line error when ``table`` lacks one of ``columns`` or has no rows (``what``: how it is named)."""
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise InputError(f"{what} lacks column(s) {', '.join(missing)}")
+    if table.empty:
+        raise InputError(f"{what} is empty; nothing to plot")
+
+
+def _grouped_bars(ax, heights: Mapping[str, list], n_groups: int, errors: Mapping[str, list] | None = None):
+    """One bar per method in each of ``n_groups`` groups (methods side by side, in ``heights``' order);
+    returns the bar containers by method."""
+    width = 0.8 / max(len(heights), 1)
+    bars = {}
+    for m, (method, values) in enumerate(heights.items()):
+        positions = np.arange(n_groups) + (m - (len(heights) - 1) / 2) * width
+        yerr = errors.get(method) if errors else None
+        bars[method] = ax.bar(positions, values, width, yerr=yerr, label=method, color=METHOD_COLOURS.get(method))
+    return bars
+
+
+def _legend_below(figure: Figure, ax) -> None:
+    """The methods' legend in one row beneath the panels (from ``ax``'s bars)."""
+    handles, labels = ax.get_legend_handles_labels()
+    figure.legend(handles, labels, fontsize="small", loc="outside lower center", ncols=len(labels))
+
+
 def plot_error_vs_q_in(
     summary: pd.DataFrame,
     metric: str = "mae",
@@ -99,11 +126,7 @@ def plot_error_vs_q_in(
     Figure
         One axes per shell.
     """
-    missing = [c for c in ("method", "shell", "q_in", metric) if c not in summary.columns]
-    if missing:
-        raise InputError(f"summary table lacks column(s) {', '.join(missing)}")
-    if summary.empty:
-        raise InputError("summary table is empty; nothing to plot")
+    _require_columns(summary, ("method", "shell", "q_in", metric), "summary table")
     shells = sorted(summary["shell"].unique())
     methods = list(methods) if methods is not None else list(dict.fromkeys(summary["method"]))
     figure = Figure(figsize=(4.2 * len(shells), 3.6), layout="constrained")
@@ -163,16 +186,11 @@ def plot_metric_by_subject(
     Figure
         One axes per (shell, q_in): grouped bars per test subject, then their mean, each bar labelled.
     """
-    missing = [c for c in ("subject", "method", "shell", "q_in", metric) if c not in rows.columns]
-    if missing:
-        raise InputError(f"metric table lacks column(s) {', '.join(missing)}")
-    if rows.empty:
-        raise InputError("metric table is empty; nothing to plot")
+    _require_columns(rows, ("subject", "method", "shell", "q_in", metric), "metric table")
     methods = list(methods) if methods is not None else list(dict.fromkeys(rows["method"]))
     settings = sorted({(int(s), int(q)) for s, q in zip(rows["shell"], rows["q_in"])})
     subjects = sorted(rows["subject"].unique())
     groups = [*subjects, "mean"] if len(subjects) > 1 else subjects
-    width = 0.8 / max(len(methods), 1)
     figure = Figure(figsize=(1.5 + 1.4 * len(groups) * len(settings), 3.8), layout="constrained")
     axes = figure.subplots(1, len(settings), squeeze=False)[0]
     for ax, (shell, q_in) in zip(axes, settings):
@@ -180,12 +198,9 @@ def plot_metric_by_subject(
         values = setting.pivot_table(index="subject", columns="method", values=metric, aggfunc="mean")
         if len(subjects) > 1:
             values.loc["mean"] = values.mean()
-        for m, method in enumerate(methods):
-            if method not in values.columns:
-                continue
-            heights = [values.at[g, method] if g in values.index else np.nan for g in groups]
-            positions = np.arange(len(groups)) + (m - (len(methods) - 1) / 2) * width
-            bars = ax.bar(positions, heights, width, label=method, color=METHOD_COLOURS.get(method))
+        heights = {method: [values.at[g, method] if g in values.index else np.nan for g in groups]
+                   for method in methods if method in values.columns}
+        for bars in _grouped_bars(ax, heights, len(groups)).values():
             ax.bar_label(bars, fmt="%.0f", fontsize="x-small", padding=1)
         ax.set_xticks(np.arange(len(groups)), groups)
         ax.set_xlabel("test subject")
@@ -193,8 +208,7 @@ def plot_metric_by_subject(
         ax.grid(axis="y", alpha=0.3)
         ax.margins(y=0.12)
     axes[0].set_ylabel(METRIC_LABELS.get(metric, metric))
-    handles, labels = axes[0].get_legend_handles_labels()
-    figure.legend(handles, labels, fontsize="small", loc="outside lower center", ncols=len(labels))
+    _legend_below(figure, axes[0])
     return _finish(figure, path)
 
 
@@ -216,32 +230,25 @@ def plot_metric_per_shell(summary: pd.DataFrame, metric: str = "mae", *, path: P
     Figure
         Grouped bars per target shell, one per method evaluated there.
     """
-    missing = [c for c in ("method", "shell", "q_in", metric) if c not in summary.columns]
-    if missing:
-        raise InputError(f"summary table lacks column(s) {', '.join(missing)}")
-    if summary.empty:
-        raise InputError("summary table is empty; nothing to plot")
+    _require_columns(summary, ("method", "shell", "q_in", metric), "summary table")
     methods = list(dict.fromkeys(summary["method"]))
     shells = sorted({int(s) for s in summary["shell"]})
     contexts = sorted({int(q) for q in summary["q_in"]})
-    width = 0.8 / len(methods)
     figure = Figure(figsize=(1.5 + 1.6 * len(shells) * len(contexts), 3.8), layout="constrained")
     axes = figure.subplots(1, len(contexts), squeeze=False)[0]
     for ax, q_in in zip(axes, contexts):
         rows = summary[summary["q_in"] == q_in]
-        for m, method in enumerate(methods):
-            mine = rows[rows["method"] == method].set_index("shell")
-            heights = [mine[metric].get(shell, np.nan) for shell in shells]
-            spread = [mine[f"{metric}_sd"].get(shell, np.nan) for shell in shells] if f"{metric}_sd" in mine else None
-            positions = np.arange(len(shells)) + (m - (len(methods) - 1) / 2) * width
-            ax.bar(positions, heights, width, yerr=spread, label=method, color=METHOD_COLOURS.get(method))
+        by_method = {method: rows[rows["method"] == method].set_index("shell") for method in methods}
+        heights = {method: [mine[metric].get(shell, np.nan) for shell in shells] for method, mine in by_method.items()}
+        errors = {method: [mine[f"{metric}_sd"].get(shell, np.nan) for shell in shells]
+                  for method, mine in by_method.items() if f"{metric}_sd" in mine}
+        _grouped_bars(ax, heights, len(shells), errors)
         ax.set_xticks(np.arange(len(shells)), [f"b = {shell}" for shell in shells])
         ax.set_xlabel("target shell (s/mm²)")
         ax.set_title(f"q_in = {q_in}", fontsize="medium")
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel(METRIC_LABELS.get(metric, metric))
-    handles, labels = axes[0].get_legend_handles_labels()
-    figure.legend(handles, labels, fontsize="small", loc="outside lower center", ncols=len(labels))
+    _legend_below(figure, axes[0])
     return _finish(figure, path)
 
 

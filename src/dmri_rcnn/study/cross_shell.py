@@ -87,10 +87,8 @@ def model_catalogue(cfg: dict) -> list[ModelSpec]:
     if not enabled(cfg):
         return []
     section = cfg["cross_shell"]
-    names = [ModelSpec(model_dim=dim, q_in=q_in, shells=(section["context_shell"],), q_encoding="b_scaled",
-                       target_shells=predicted_shells(cfg)).name
-             for q_in in section["q_in"] for dim in section["dims"]]
-    return [model_spec(cfg, name) for name in names]
+    return [model_spec(cfg, model_for_method(cfg, f"{dim}D", q_in))
+            for q_in in section["q_in"] for dim in section["dims"]]
 
 
 def settings(cfg: dict) -> list[tuple[int, int]]:

@@ -49,7 +49,6 @@ def evaluate(files: dict, subject: str, method: str, shell: int, q_in: int, out_
     -------
     The row as a dict.
     """
-
     extra = {}
     if "tissue" in files:
         extra["tissue_map"] = io.load_nifti(files["tissue"], dtype=np.uint8)
@@ -76,7 +75,6 @@ def evaluate(files: dict, subject: str, method: str, shell: int, q_in: int, out_
 
 def _true_direction(dirs_path: PathLike, fractions_path: PathLike) -> np.ndarray:
     """(i, j, k, 3) dominant fibre direction of a synthetic subject (its inputs freed on return)."""
-
     fractions = io.load_nifti(fractions_path)
     dirs = io.load_nifti(dirs_path).reshape(fractions.shape + (3,))
     return dominant_fibre_direction(dirs, fractions)
@@ -88,7 +86,6 @@ def summarise(paths, out_path: PathLike, result_path: PathLike | None = None) ->
     ``result_path``: also write the report's statement of the result (reStructuredText): each test
     subject's MAE of 3D, 1D and SH and whether the paper's ordering 3D < 1D < SH holds.
     """
-
     rows = read_metric_tables(paths)
     table = summarise_metrics(rows)
     write_tsv(table, out_path)
@@ -105,7 +102,6 @@ def plot_result(paths, out_path: PathLike, rst_path: PathLike | None = None, met
     ``rst_path``: also write a reStructuredText image with the PNG inlined (a data URI), which the
     report's front page includes (Snakemake's own ``embeddedfigure`` leaves the file's path instead).
     """
-
     rows = read_metric_tables(paths)
     claim = " < ".join(PAPER_ORDERING)
     titles = {
@@ -126,13 +122,11 @@ def plot_result(paths, out_path: PathLike, rst_path: PathLike | None = None, met
 
 def plot_metric_vs_q_in(summary_path: PathLike, out_path: PathLike, metric: str = "mae") -> None:
     """The main comparison figure from the summary table."""
-
     plot.plot_error_vs_q_in(pd.read_csv(summary_path, sep="\t"), metric, path=out_path)
 
 
 def plot_example_slices(targets: PathLike, mask: PathLike, predictions: dict, out_path: PathLike, direction: int = 0):
     """Acquired vs predicted slices (and absolute errors) of one target direction, every method."""
-
     acquired = io.load_nifti_volume(targets, direction)
     predicted = {method: io.load_nifti_volume(path, direction) for method, path in predictions.items()}
     plot.plot_comparison_slices(
@@ -146,7 +140,6 @@ def plot_example_slices(targets: PathLike, mask: PathLike, predictions: dict, ou
 
 def plot_loss_curves(history_paths, out_path: PathLike) -> None:
     """Training and validation loss of every model, one panel each (model name = its folder)."""
-
     plot.plot_training_history({Path(path).parent.name: path for path in history_paths}, path=out_path)
 
 
@@ -160,7 +153,6 @@ def plot_fa_maps(files: dict, predictions: dict, shell: int, out_path: PathLike)
     shell : b-value of the shell (s/mm²).
     out_path : output PNG.
     """
-
     mask = io.load_mask(files["mask"])
     b0 = io.load_nifti(files["b0"])
     context = io.load_nifti(files["context"])
