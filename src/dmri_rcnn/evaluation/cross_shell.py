@@ -217,8 +217,12 @@ def dki_maps(dmri, gtab, mask, fit_method: str = "WLS", tolerance: float = SHELL
     return DKIMaps(mk=np.where(keep, mk, 0.0), fa=np.where(keep, fa, 0.0), failed=failed)
 
 
-def _tissue_regions(mask_arr, tissue_map, tissue_names) -> dict[str, np.ndarray]:
-    """``{name: mask & (tissue_map == label)}``; labels without a name are called ``tissue{label}``."""
+def tissue_regions(mask_arr, tissue_map, tissue_names) -> dict[str, np.ndarray]:
+    """``{name: mask & (tissue_map == label)}`` for each tissue; labels without a name are called ``tissue{label}``.
+
+    ``mask_arr`` is an (i, j, k) bool array, ``tissue_map`` (i, j, k) integer labels of the same shape (else an
+    ``InputError``), ``tissue_names`` ``{label: name}`` or None for every label found in the mask.
+    """
     labels = np.asarray(tissue_map)
     if labels.shape != mask_arr.shape:
         raise InputError(f"tissue map has shape {labels.shape}; expected {mask_arr.shape}")
@@ -262,7 +266,7 @@ def dki_map_errors(
     valid = mask_arr & ~predicted.failed & ~reference.failed
     regions = {"": valid}
     if tissue_map is not None:
-        tissues = _tissue_regions(mask_arr, tissue_map, tissue_names)
+        tissues = tissue_regions(mask_arr, tissue_map, tissue_names)
         regions.update({f"_{name}": valid & region for name, region in tissues.items()})
     errors: dict[str, float] = {}
     for suffix, region in regions.items():

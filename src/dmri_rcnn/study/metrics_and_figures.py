@@ -17,7 +17,7 @@ from dmri_rcnn.evaluation import (
     read_metric_tables,
     summarise_metrics,
 )
-from dmri_rcnn.evaluation.cross_shell import cross_shell_dki_errors
+from dmri_rcnn.evaluation.cross_shell import cross_shell_dki_errors, tissue_regions
 from dmri_rcnn.evaluation.metrics import mean_absolute_error
 from dmri_rcnn.evaluation.summary import (
     PAPER_ORDERING,
@@ -200,7 +200,7 @@ def evaluate_cross_shell(files: dict, row: dict, out_path: PathLike, dki_shells=
     if "tissue" in files:
         tissue = io.load_nifti(files["tissue"], dtype=np.uint8)
         names = {label: name for label, name in TISSUE_LABELS.items() if label > 0}
-        regions.update({f"_{name}": mask & (tissue == label) for label, name in names.items()})
+        regions.update({f"_{name}": region for name, region in tissue_regions(mask, tissue, names).items()})
     metrics = {f"mae{suffix}": mean_absolute_error(predicted, acquired, region) if region.any() else float("nan")
                for suffix, region in regions.items()}
     if int(row["shell"]) in dki_shells:
