@@ -20,6 +20,7 @@ from dmri_rcnn.errors import EXIT_BAD_INPUT, InputError
 AFFINE = np.diag([1.25, 1.25, 1.25, 1.0])
 SHAPE = (12, 10, 10)
 CROSS_SHELL = "3D_b1000_q6_to2000_3000_bscaled"
+B_VALUE = "3D_b1000_q6_to2000_3000_bvalue"
 
 
 def _unit(rng, n):
@@ -29,12 +30,12 @@ def _unit(rng, n):
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    """``{name: weights}`` of a cross-shell, b-scaled model and a per-shell, direction-encoded one."""
+    """``{name: weights}`` of cross-shell models of both encodings and a per-shell, direction-encoded one."""
     from dmri_rcnn.core.model import build_model_from_spec, save_trained_model
 
     folder = tmp_path_factory.mktemp("models")
     weights = {}
-    for name in (CROSS_SHELL, "3D_b1000_q6"):
+    for name in (CROSS_SHELL, B_VALUE, "3D_b1000_q6"):
         spec = ModelSpec.from_name(name, width=0.125)
         weights[name] = folder / name / "best.weights.h5"
         weights[name].parent.mkdir()
@@ -102,6 +103,24 @@ def test_the_command_predicts_b2000_from_b1000_with_a_cross_shell_model(tmp_path
     assert main(_argv(paths, other, "-bval_out", str(paths["bval_out"]), "--weights", str(models[CROSS_SHELL]))) == 0
     brain = nib.load(paths["mask.nii.gz"]).get_fdata() > 0
     assert not np.allclose(at_2000.get_fdata()[brain], nib.load(other).get_fdata()[brain])
+
+
+def test_a_b_value_model_reads_four_numbers_per_volume_and_predicts_another_shell(tmp_path, capsys, models):
+    """The explicit b-value encoding: the network's q-space inputs are 4 wide, and the command feeds them."""
+    from dmri_rcnn.core.model import load_trained_model
+
+    model = load_trained_model(models[B_VALUE])
+    assert [tuple(model.get_layer(name).output.shape) for name in ("enc_bvecs", "dec_bvecs")] == [
+        (None, None, 4), (None, None, 4)]
+    paths = write_scan(tmp_path, target_bvals=(2000, 2000, 3000, 3000))
+    out = tmp_path / "predicted.nii.gz"
+    assert main(_argv(paths, out, "-bval_out", str(paths["bval_out"]), "--weights", str(models[B_VALUE]))) == 0
+    assert nib.load(out).shape == SHAPE + (4,)
+    # weights of one encoding do not pass for a model of the other
+    with pytest.raises(InputError, match="b_value q-encoding"):
+        from dmri_rcnn.core.model_spec import check_weights
+
+        check_weights(models[CROSS_SHELL], ModelSpec.from_name(B_VALUE, width=0.125), "the study's model")
 
 
 def test_super_resolve_writes_a_multi_shell_dataset_dipy_reads(tmp_path, capsys, models):

@@ -42,6 +42,14 @@ def test_enabled_study_trains_b_scaled_models_predicting_the_other_shells():
     assert cross_shell.SUMMARY in design.final_outputs(config) and cross_shell.FIGURE in design.final_outputs(config)
 
 
+def test_the_explicit_b_value_encoding_names_its_models():
+    config = cross_shell_config()
+    config["cross_shell"]["q_encoding"] = "b_value"
+    (one_d, three_d) = cross_shell.model_catalogue(config)
+    assert (three_d.name, three_d.q_encoding) == ("3D_b1000_q6_to2000_3000_bvalue", "b_value")
+    assert cross_shell.model_for_method(config, "1D", 6) == one_d.name == "1D_b1000_q6_to2000_3000_bvalue"
+
+
 def test_methods_per_target_shell():
     config = cross_shell_config()
     assert cross_shell.methods_for(config, 1000) == ["DTI", "SH"]

@@ -121,3 +121,25 @@ def test_a_b_scaled_cross_shell_model_trains_and_its_sidecar_describes_it(record
     assert (stored["q_encoding"], stored["target_shells"]) == ("b_scaled", [2000, 3000])
     assert read_model_spec(weights) == spec
     assert load_trained_model(weights).count_params() > 0
+
+
+def test_a_b_value_cross_shell_model_trains_on_four_numbers_per_volume(records, tmp_path):
+    """The explicit b-value encoding: unit directions plus b/1000, through training, sidecar and reload."""
+    from dmri_rcnn.core.model import load_trained_model
+    from dmri_rcnn.core.model_spec import ModelSpec, read_model_spec
+    from dmri_rcnn.training import TrainingConfig, TrainingOutputs, train_model
+    from dmri_rcnn.training.dataset import build_datasets
+
+    spec = ModelSpec.from_name("1D_b1000_q6_to2000_3000_bvalue", width=0.05)
+    config = TrainingConfig(spec=spec, epochs=1, steps_per_epoch=2, validation_steps=1, batch_size=4, seed=5)
+    _, validation = build_datasets(config, [records[0]], [records[1]])
+    (_, bvec_in, bvec_out), _ = next(iter(validation))
+    assert bvec_in.shape[-1] == bvec_out.shape[-1] == 4
+    np.testing.assert_allclose(np.linalg.norm(bvec_in[..., :3], axis=-1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(bvec_in[..., 3], 1.0, atol=0.03)  # b = 1000 ± 30 context
+    assert {round(float(b), 1) for b in np.ravel(bvec_out[..., 3])} <= {2.0, 3.0}
+
+    weights = tmp_path / "best.weights.h5"
+    train_model(config, [records[0]], [records[1]], TrainingOutputs(weights=weights, history=tmp_path / "h.tsv"))
+    assert read_model_spec(weights) == spec
+    assert load_trained_model(weights).get_layer("enc_bvecs").output.shape[-1] == 4

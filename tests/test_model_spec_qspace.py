@@ -67,6 +67,7 @@ def test_the_sidecar_round_trips_the_encoding_and_target_shells(tmp_path):
         CROSS_SHELL,
         "3D_b1000_q10_to1000_2000_3000_bscaled",
         "3D_all_q10_to1000_2000_3000_bscaled",
+        "1D_b1000_q6_to2000_3000_bvalue",
     ],
 )
 def test_names_round_trip_through_the_one_grammar(name):
@@ -164,6 +165,25 @@ def test_encode_q_scales_by_the_b_value_only_when_b_scaled():
         encode_q(bvecs, [1000.0, 2000.0, 3000.0], "b_scaled")
 
 
+def test_encode_q_appends_the_b_value_as_a_fourth_number_when_b_value():
+    import tensorflow as tf
+
+    from dmri_rcnn.core.processing.qspace import q_channels
+
+    bvecs = np.array([[1.0, 0.0], [0.0, 0.6], [0.0, 0.8]], dtype=np.float32)
+    bvals = np.array([1000.0, 2500.0])
+    encoded = encode_q(bvecs, bvals, "b_value")
+    assert encoded.shape == (4, 2) and encoded.dtype == np.float32
+    np.testing.assert_array_equal(encoded[:3], bvecs)
+    np.testing.assert_allclose(encoded[3], [1.0, 2.5])
+    # the tensor path (inside tf.data) gives the same numbers
+    as_tensor = encode_q(tf.constant(bvecs), tf.constant(bvals, tf.float32), "b_value")
+    np.testing.assert_allclose(as_tensor.numpy(), encoded)
+    assert [q_channels(e) for e in ("direction", "b_scaled", "b_value")] == [3, 3, 4]
+    with pytest.raises(InputError, match="q_encoding is 'b'"):
+        q_channels("b")
+
+
 def _recorded_model_inputs(monkeypatch, spec: ModelSpec, bval: float):
     """The b-vectors ``infer`` hands the network for one set of directions, all acquired at ``bval``."""
     from dmri_rcnn.core import inference
@@ -224,12 +244,18 @@ def test_training_examples_carry_the_encoding(tmp_path):
     path = tmp_path / "subject.tfrecord"
     save_tfrecord_data(dmri, bvecs, bvals, np.ones((10, 10, 10), np.int8), path)
 
-    lengths = {}
-    for encoding in ("direction", "b_scaled"):
+    lengths, inputs = {}, {}
+    for encoding in ("direction", "b_scaled", "b_value"):
         processor = TrainingProcessor([1000, 2000], q_in=4, q_out=4, q_encoding=encoding)
         (_, bvec_in, bvec_out), _ = next(iter(processor.load_data([str(path)], validation=True, batch_size=2)))
-        lengths[encoding] = np.linalg.norm(np.concatenate([bvec_in, bvec_out], axis=1), axis=-1)
+        inputs[encoding] = np.concatenate([bvec_in, bvec_out], axis=1)
+        lengths[encoding] = np.linalg.norm(inputs[encoding][..., :3], axis=-1)
     np.testing.assert_allclose(lengths["direction"], 1.0, rtol=1e-6)
     # validation examples are in file order: the first patch's set is b = 990, 1000, ... of the first shell
     np.testing.assert_allclose(lengths["b_scaled"][0], bvals[1:9] / 1000.0, rtol=1e-6)
     np.testing.assert_allclose(lengths["b_scaled"][1], 2.0, rtol=1e-6)
+    # b_value: the same unit directions, and b / 1000 as the fourth number of each volume
+    assert inputs["b_value"].shape[-1] == 4
+    np.testing.assert_array_equal(inputs["b_value"][..., :3], inputs["direction"])
+    np.testing.assert_allclose(inputs["b_value"][0, :, 3], bvals[1:9] / 1000.0, rtol=1e-6)
+    np.testing.assert_allclose(inputs["b_value"][1, :, 3], 2.0, rtol=1e-6)

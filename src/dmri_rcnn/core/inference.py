@@ -52,7 +52,7 @@ def _check_inputs(dmri, bvec_in, bvec_out, mask):
 
 
 def _encoded_bvecs(bvec_in, bvec_out, bvals, q_encoding: str):
-    """The model's (3, q_in) and (3, q_out) float32 inputs of the checked b-vectors under ``q_encoding``."""
+    """The model's (c, q_in) and (c, q_out) float32 inputs of the checked b-vectors under ``q_encoding``."""
     if q_encoding == "direction" or q_encoding not in Q_ENCODINGS:
         return encode_q(bvec_in, None, q_encoding), encode_q(bvec_out, None, q_encoding)
     if bvals is None or len(bvals) != 2:
@@ -208,8 +208,8 @@ def _predict_patches(model, scaled, corners, bvec_in, bvec_out, settings: Infere
             images = np.moveaxis(scaled[ii, jj, kk], -1, 1)  # (n, q_in, 10, 10, 10)
             predicted = predictor(
                 images,
-                np.broadcast_to(bvec_in.T, (n, q_in, 3)),
-                np.broadcast_to(bvec_out.T, (n, q_out, 3)),
+                np.broadcast_to(bvec_in.T, (n, q_in, bvec_in.shape[0])),
+                np.broadcast_to(bvec_out.T, (n, q_out, bvec_out.shape[0])),
                 settings.q_out_chunk,
             )
             yield batch, (ii, jj, kk), np.moveaxis(predicted, 1, -1)
@@ -244,7 +244,8 @@ def infer(
     scale : divisor of the signal (e.g. :func:`dmri_rcnn.core.processing.scaling.percentile_scale`).
     settings : :class:`InferenceSettings`; None = the defaults.
     q_encoding, bvals : the model's q-space encoding (``ModelSpec.q_encoding``, applied by ``qspace.encode_q``)
-        and, for ``"b_scaled"``, ``(bval_in, bval_out)``: the b-values of the two b-vector sets, s/mm².
+        and, for ``"b_scaled"`` and ``"b_value"``, ``(bval_in, bval_out)``: the b-values of the two b-vector
+        sets, s/mm².
     **options : any field of :class:`InferenceSettings` by name (``batch_size``, ``overlap``, ``stride``,
         ``q_out_chunk``, ``progress``), overriding ``settings``.
 

@@ -31,10 +31,11 @@ from dmri_rcnn.utils import write_json
 SPEC_FORMAT = 1
 #: A model's name (:attr:`ModelSpec.name`): ``3D_b1000_q6`` (one shell) or ``3D_all_q10`` (several shells),
 #: then ``_to2000_3000`` for a model predicting other shells than its context's (:attr:`ModelSpec.target_shells`)
-#: and ``_bscaled`` for one reading b-scaled q-vectors (:attr:`ModelSpec.q_encoding`).
-MODEL_NAME_PATTERN = r"[13]D_(?:b\d+|all)_q\d+(?:_to\d+(?:_\d+)*)?(?:_bscaled)?"
-#: The name suffix of the ``"b_scaled"`` q-space encoding.
-B_SCALED_SUFFIX = "_bscaled"
+#: and ``_bscaled`` or ``_bvalue`` for one reading b-scaled q-vectors or directions with their b-values
+#: (:attr:`ModelSpec.q_encoding`).
+MODEL_NAME_PATTERN = r"[13]D_(?:b\d+|all)_q\d+(?:_to\d+(?:_\d+)*)?(?:_bscaled|_bvalue)?"
+#: The name suffix of each q-space encoding but the original's.
+ENCODING_SUFFIXES = {"b_scaled": "_bscaled", "b_value": "_bvalue"}
 #: The shells of the published combined models, and of an ``all`` name unless told otherwise.
 COMBINED_SHELLS = (1000, 2000, 3000)
 
@@ -59,12 +60,14 @@ class ModelSpec:
         default for inference.
     q_encoding : what the network reads for each context and target volume
         (:func:`dmri_rcnn.core.processing.qspace.encode_q`): ``"direction"`` (the unit b-vector, the shell
-        told by the signal's intensity: the original and every published model) or ``"b_scaled"``
-        (b-vector × b / 1000, so the input carries the b-value).
+        told by the signal's intensity: the original and every published model), ``"b_scaled"``
+        (b-vector × b / 1000, so the input carries the b-value) or ``"b_value"`` (the unit b-vector and
+        b / 1000 as a fourth input number).
     target_shells : b-values (s/mm²) a cross-shell model predicts from its context, sorted, e.g.
         ``(2000, 3000)`` for a model given b = 1000 context; the context's shell may be one of them. Empty
         (the default): each example's targets are of its context's shell, as in the original. More than
-        one target shell needs ``q_encoding="b_scaled"`` (the network must be told which shell to give).
+        one target shell needs ``q_encoding`` ``"b_scaled"`` or ``"b_value"`` (the network must be told which
+        shell to give).
 
     ``q_encoding`` and ``target_shells`` are written to the sidecar only when they differ from their
     defaults, so the description (and the training fingerprint) of every other model is as before.
@@ -125,8 +128,8 @@ class ModelSpec:
             )
         if len(self.target_shells) > 1 and self.q_encoding == "direction":
             problems.append(
-                f"target_shells b={_shells(self.target_shells)} need q_encoding 'b_scaled' (the network must be "
-                "told which shell to predict); found 'direction'"
+                f"target_shells b={_shells(self.target_shells)} need q_encoding 'b_scaled' or 'b_value' (the "
+                "network must be told which shell to predict); found 'direction'"
             )
         return problems
 
@@ -171,9 +174,10 @@ class ModelSpec:
     def name(self) -> str:
         """``3D_b1000_q6`` for a model of one shell, ``3D_all_q10`` for one of several shells (the study's names);
         a cross-shell model adds its target shells, ``3D_b1000_q6_to2000_3000``, and a b-scaled encoding
-        ``_bscaled``: ``3D_b1000_q6_to2000_3000_bscaled`` (:data:`MODEL_NAME_PATTERN`)."""
+        ``_bscaled``: ``3D_b1000_q6_to2000_3000_bscaled`` (``_bvalue`` for the ``"b_value"`` encoding;
+        :data:`MODEL_NAME_PATTERN`)."""
         shells = f"b{self.shells[0]}" if len(self.shells) == 1 else "all"
-        encoding = B_SCALED_SUFFIX if self.q_encoding == "b_scaled" else ""
+        encoding = ENCODING_SUFFIXES.get(self.q_encoding, "")
         return f"{self.model_dim}D_{shells}_q{self.q_in}{_targets_suffix(self.target_shells)}{encoding}"
 
     @classmethod
@@ -194,12 +198,13 @@ class ModelSpec:
             raise InputError(
                 f"{name!r} is not a model name like 3D_b1000_q6, 3D_all_q10 or 3D_b1000_q6_to2000_3000_bscaled"
             )
-        stem = str(name).removesuffix(B_SCALED_SUFFIX)
+        encoding = next((key for key, suffix in ENCODING_SUFFIXES.items() if str(name).endswith(suffix)), "direction")
+        stem = str(name).removesuffix(ENCODING_SUFFIXES.get(encoding, ""))
         base, _, targets = stem.partition("_to")
         target_shells = tuple(int(s) for s in targets.split("_")) if targets else ()
         if list(target_shells) != sorted(set(target_shells)):
             raise InputError(f"{name!r}: list the target shells once each, ascending: {_targets_suffix(target_shells)}")
-        named = {"q_encoding": "b_scaled" if stem != str(name) else "direction", "target_shells": target_shells}
+        named = {"q_encoding": encoding, "target_shells": target_shells}
         for key, value in named.items():
             given = fields.pop(key, value)
             if (tuple(sorted({int(s) for s in given})) if key == "target_shells" else given) != value:
@@ -254,7 +259,7 @@ class ModelSpec:
     def describe(self) -> str:
         """One line for messages: ``3D model, width 0.25, min_filters 8, q_in 6, b=1000``."""
         cross_shell = f", predicting b={_shells(self.target_shells)}" if self.target_shells else ""
-        encoding = ", b_scaled q-encoding" if self.q_encoding != "direction" else ""
+        encoding = f", {self.q_encoding} q-encoding" if self.q_encoding != "direction" else ""
         return (
             f"{self.model_dim}D model, width {self.width:g}, min_filters {self.min_filters}, q_in {self.q_in}, "
             f"b={_shells(self.shells)}{cross_shell}, {self.scaling} scaling{encoding}, trained in {self.precision}"

@@ -8,8 +8,9 @@ Read from the config's ``cross_shell`` section (off unless ``cross_shell.enabled
   context shell, the held-out directions of that split; at any other shell, all its directions;
 - a *method* at a target shell is ``DTI`` (the tensor fitted to b0 and context, extrapolated:
   :func:`dmri_rcnn.evaluation.cross_shell.extrapolate_dti`), the SH baseline ``cross_shell.sh_baseline``
-  (context shell only, the main study's prediction) or ``1D``/``3D``, the b-scaled cross-shell models
-  that predict every target shell but the context's (``3D_b1000_q6_to2000_3000_bscaled``).
+  (context shell only, the main study's prediction) or ``1D``/``3D``, the cross-shell models that
+  predict every target shell but the context's (``3D_b1000_q6_to2000_3000_bscaled``; ``..._bvalue`` with
+  ``cross_shell.q_encoding: b_value``).
 
 Every function here is a plain function of the config (the workflow's plan, imported by
 :mod:`dmri_rcnn.study.design`); the steps of ``workflow/rules/cross_shell.smk`` are
@@ -82,7 +83,7 @@ def predicted_shells(cfg: dict) -> tuple[int, ...]:
 
 
 def model_catalogue(cfg: dict) -> list[ModelSpec]:
-    """The cross-shell models (none when the study is off): per q_in and dimension, the b-scaled model
+    """The cross-shell models (none when the study is off): per q_in and dimension, the model
     predicting :func:`predicted_shells` from the context shell, e.g. ``3D_b1000_q6_to2000_3000_bscaled``."""
     if not enabled(cfg):
         return []
@@ -107,10 +108,11 @@ def methods_for(cfg: dict, target: int) -> list[str]:
 
 
 def model_for_method(cfg: dict, method: str, q_in: int) -> str:
-    """The cross-shell model a method name stands for at q_in: ``3D`` -> ``3D_b1000_q6_to2000_3000_bscaled``."""
+    """The cross-shell model a method name stands for at q_in: ``3D`` -> ``3D_b1000_q6_to2000_3000_bscaled``
+    (``cross_shell.q_encoding`` ``b_value``: ``..._bvalue``)."""
     section = cfg["cross_shell"]
     return ModelSpec(model_dim=int(method.removesuffix("D")), q_in=int(q_in), shells=(section["context_shell"],),
-                     q_encoding="b_scaled", target_shells=predicted_shells(cfg)).name
+                     q_encoding=section.get("q_encoding", "b_scaled"), target_shells=predicted_shells(cfg)).name
 
 
 def context_folder(cfg: dict, subject: str, q_in) -> str:

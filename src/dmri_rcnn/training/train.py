@@ -20,6 +20,7 @@ from typing import Sequence
 
 from dmri_rcnn.core.model_spec import check_weights, write_model_spec
 from dmri_rcnn.core.precision import choose_precision, configure_devices
+from dmri_rcnn.core.processing import qspace
 from dmri_rcnn.core.weights import load_model_weights
 from dmri_rcnn.errors import InputError
 from dmri_rcnn.training.checkpoint import (
@@ -104,6 +105,7 @@ def build_model(
     min_filters: int = 1,
     precision: str = "fp32",
     jit_compile: bool | str = "auto",
+    q_channels: int = 3,
 ):
     """A freshly initialised, compiled 1D or 3D dMRI-RCNN (Adam).
 
@@ -117,7 +119,8 @@ def build_model(
     optimizer and the loss stay float32, or ``"fp16"``: float16 layers and a dynamic loss-scaling optimizer
     (resolve ``"auto"`` first with :func:`dmri_rcnn.core.precision.choose_precision`). ``jit_compile``: True compiles the training step with XLA;
     ``"auto"`` leaves the choice to Keras (XLA on a GPU, not on a CPU, where it made these models'
-    steps 3-8x slower: ``bench/bench_training_config.py``).
+    steps 3-8x slower: ``bench/bench_training_config.py``). ``q_channels``: numbers per b-vector input
+    (:func:`dmri_rcnn.core.processing.qspace.q_channels` of the spec's q-space encoding).
     """
     # lazy: TensorFlow loads only when a model is built or trained
     import keras
@@ -139,7 +142,8 @@ def build_model(
                 " (set steps_per_epoch)"
             )
         rate = keras.optimizers.schedules.CosineDecay(learning_rate, int(total_steps), alpha=COSINE_FINAL_FRACTION)
-    model = get_autoencoder(model_dim, weights=None, width=width, min_filters=min_filters, precision=precision)
+    model = get_autoencoder(model_dim, weights=None, width=width, min_filters=min_filters, precision=precision,
+                            q_channels=q_channels)
     loss_function = masked_mean_absolute_error if loss == "mae_in_mask" else "mae"
     optimizer = loss_scaled(keras.optimizers.Adam(learning_rate=rate), precision)
     model.compile(optimizer=optimizer, loss=loss_function, jit_compile=jit_compile)
@@ -316,6 +320,7 @@ def _build_or_restore(config, precision, strategy, replicas, state, checkpoint_d
             config.total_steps,
             config.min_filters,
             precision,
+            q_channels=qspace.q_channels(config.spec.q_encoding),
         )
         if replicas > 1:
             synchronise_batch_statistics(model)

@@ -74,15 +74,17 @@ def build_encoder(
     lstm_units: int = LSTM_UNITS,
     width: float = 1.0,
     min_filters: int = 1,
+    q_channels: int = 3,
 ) -> keras.Model:
-    """Encoder: ``[image (batch, q_in, x, y, z), bvec (batch, q_in, 3)]`` -> latent ``(batch, x, y, z, units)``."""
+    """Encoder: ``[image (batch, q_in, x, y, z), bvec (batch, q_in, q_channels)]`` -> latent
+    ``(batch, x, y, z, units)``."""
     patch_shape = tuple(patch_shape)
     image = keras.Input(shape=(q_in, *patch_shape), name="image")
-    bvec = keras.Input(shape=(q_in, 3), name="bvec")
+    bvec = keras.Input(shape=(q_in, q_channels), name="bvec")
 
     image_channel = layers.Reshape((-1, *patch_shape, 1), name="add_channel")(image)
     bvec_field = TileBVectors(patch_shape, name="tile_bvec")(bvec)
-    # The 4-channel q-space input is re-attached after each branch block, like a skip connection.
+    # The q-space input (signal + b-vector channels) is re-attached after each branch block, like a skip connection.
     qspace = layers.Concatenate(axis=-1, name="qspace")([image_channel, bvec_field])
 
     init = conv_block(qspace, arch.encoder_init, width, "layer", min_filters=min_filters)
@@ -108,14 +110,15 @@ def build_decoder(
     lstm_units: int = LSTM_UNITS,
     width: float = 1.0,
     min_filters: int = 1,
+    q_channels: int = 3,
 ) -> keras.Model:
-    """Decoder: ``[state (batch, x, y, z, units), bvec (batch, q_out, 3)]`` -> ``(batch, q_out, x, y, z)``.
+    """Decoder: ``[state (batch, x, y, z, units), bvec (batch, q_out, q_channels)]`` -> ``(batch, q_out, x, y, z)``.
 
     Each target direction is decoded from the same latent, independently of the others.
     """
     patch_shape = tuple(patch_shape)
     state = keras.Input(shape=(*patch_shape, scaled_filters(lstm_units, width, min_filters)), name="state")
-    bvec = keras.Input(shape=(q_out, 3), name="bvec")
+    bvec = keras.Input(shape=(q_out, q_channels), name="bvec")
 
     repeated = RepeatLatent(name="repeat_state")([state, bvec])
     bvec_field = TileBVectors(patch_shape, name="tile_bvec")(bvec)
@@ -154,6 +157,7 @@ def _build_autoencoder(
     loss="mae",
     precision: str = "fp32",
     min_filters: int = 1,
+    q_channels: int = 3,
 ) -> keras.Model:
     if width <= 0:
         raise ValueError(f"width must be > 0, got {width}")
@@ -167,14 +171,14 @@ def _build_autoencoder(
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(KERAS_POLICIES[precision])
     try:
-        encoder = build_encoder(arch, q_in, patch_shape, lstm_size, width, min_filters)
-        decoder = build_decoder(arch, q_out, patch_shape, lstm_size, width, min_filters)
+        encoder = build_encoder(arch, q_in, patch_shape, lstm_size, width, min_filters, q_channels)
+        decoder = build_decoder(arch, q_out, patch_shape, lstm_size, width, min_filters, q_channels)
     finally:
         keras.config.set_dtype_policy(previous_policy)
 
     enc_images = keras.Input(shape=(q_in, *patch_shape), name="enc_images")
-    enc_bvecs = keras.Input(shape=(q_in, 3), name="enc_bvecs")
-    dec_bvecs = keras.Input(shape=(q_out, 3), name="dec_bvecs")
+    enc_bvecs = keras.Input(shape=(q_in, q_channels), name="enc_bvecs")
+    dec_bvecs = keras.Input(shape=(q_out, q_channels), name="dec_bvecs")
     outputs = decoder([encoder([enc_images, enc_bvecs]), dec_bvecs])
     if precision != "fp32":
         # Predictions and the loss see float32 whatever the compute precision (a weightless layer).
@@ -210,7 +214,8 @@ def get_3d_autoencoder(weights=None, width: float = 1.0, **kwargs) -> keras.Mode
         ``min_filters`` (1): no layer is scaled below this many filters (or ConvLSTM units), so a small
         ``width`` can shrink the wide layers while the narrow recurrent bottleneck (ConvLSTM 48 units,
         the 32- and 88-filter layers before it, the 16-filter head) keeps enough channels to carry the
-        signal's angular shape.
+        signal's angular shape; ``q_channels`` (3): numbers per b-vector input, 4 for a model of the
+        ``"b_value"`` q-space encoding (:func:`dmri_rcnn.core.processing.qspace.q_channels`).
 
     Returns
     -------

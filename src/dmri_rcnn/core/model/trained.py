@@ -8,6 +8,7 @@ import os
 from dmri_rcnn.core.model.autoencoder import get_autoencoder
 from dmri_rcnn.core.model_spec import ModelSpec, read_model_spec, sidecar_path, write_model_spec
 from dmri_rcnn.core.precision import choose_precision, configure_devices
+from dmri_rcnn.core.processing.qspace import q_channels
 from dmri_rcnn.core.weights import load_model_weights, save_model_weights
 from dmri_rcnn.errors import InputError
 
@@ -24,6 +25,7 @@ def build_model_from_spec(spec: ModelSpec, precision: str | None = None):
         lstm_size=spec.lstm_size,
         in_vox_shape=spec.patch_shape,
         precision=precision or spec.precision,
+        q_channels=q_channels(spec.q_encoding),
     )
 
 

@@ -37,7 +37,7 @@ import tensorflow as tf
 from dmri_rcnn.core.io import check_bvecs
 from dmri_rcnn.core.processing.directions import farthest_point_subsets
 from dmri_rcnn.core.processing.patching import extract_patches_tf
-from dmri_rcnn.core.processing.qspace import Q_ENCODINGS, encode_q
+from dmri_rcnn.core.processing.qspace import Q_ENCODINGS, encode_q, q_channels
 from dmri_rcnn.core.processing.scaling import percentile_scale, shell_scale
 from dmri_rcnn.core.processing.shells import SHELL_TOLERANCE
 from dmri_rcnn.core.processing.tfrecord import _FEATURES, parse_tfrecord_example
@@ -75,7 +75,8 @@ class TrainingProcessor:
         targets are of its context's shell.
     q_encoding : the model's q-space encoding (:attr:`dmri_rcnn.core.model_spec.ModelSpec.q_encoding`):
         ``"direction"`` gives the unit b-vectors (the original), ``"b_scaled"`` each b-vector times its
-        b-value / 1000 (:func:`dmri_rcnn.core.processing.qspace.encode_q`).
+        b-value / 1000, ``"b_value"`` each unit b-vector and its b-value / 1000 as a fourth number
+        (:func:`dmri_rcnn.core.processing.qspace.encode_q`).
 
     The original's keywords ``norms``, ``shell_var``, ``pcent`` and ``random_seed`` (``False``: start
     every direction subset at the lowest unused index) are accepted too.
@@ -177,7 +178,8 @@ class TrainingProcessor:
         -------
         tf.data.Dataset
             Elements ``((context, bvec_in, bvec_out), target)`` with shapes (B, q_in, m, n, o),
-            (B, q_in, 3), (B, q_out, 3) and (B, q_out, m, n, o), all float32; the signal is scaled.
+            (B, q_in, c), (B, q_out, c) and (B, q_out, m, n, o), all float32; the signal is scaled; c = 3
+            numbers per b-vector, 4 under the ``"b_value"`` encoding.
         """
         if bsize is not None:
             batch_size = bsize
@@ -244,7 +246,7 @@ class TrainingProcessor:
 
         Returns
         -------
-        ((context (X, q_in, m, n, o), bvec_in (X, q_in, 3), bvec_out (X, q_out, 3)), target (X, q_out, m, n, o))
+        ((context (X, q_in, m, n, o), bvec_in (X, q_in, c), bvec_out (X, q_out, c)), target (X, q_out, m, n, o))
             with X = patches touching the mask × sets, summed over shells.
         """
         dmri, bvec, bval, mask = record["dmri"], record["bvec"], record["bval"], record["mask"]
@@ -262,8 +264,9 @@ class TrainingProcessor:
             patches = tf.reshape(patches, [n_patches, m, n, o, n_sets, q])
             signal_parts.append(tf.reshape(tf.transpose(patches, [0, 4, 5, 1, 2, 3]), [-1, q, m, n, o]))
             model_bvecs = encode_q(tf.gather(bvec, volumes, axis=1), tf.gather(bval, volumes), self.q_encoding)
-            set_bvecs = tf.transpose(tf.reshape(model_bvecs, [3, n_sets, q]), [1, 2, 0])
-            bvec_parts.append(tf.reshape(tf.tile(set_bvecs[None], [n_patches, 1, 1, 1]), [-1, q, 3]))
+            channels = q_channels(self.q_encoding)
+            set_bvecs = tf.transpose(tf.reshape(model_bvecs, [channels, n_sets, q]), [1, 2, 0])
+            bvec_parts.append(tf.reshape(tf.tile(set_bvecs[None], [n_patches, 1, 1, 1]), [-1, q, channels]))
             if self.target_mask:  # the same mask patch for every set of a patch (patch-major, like the signal)
                 mask_parts.append(tf.repeat(mask_patches, n_sets, axis=0))
         signal = tf.concat(signal_parts, axis=0)
@@ -273,8 +276,9 @@ class TrainingProcessor:
         if self.target_mask:
             target = tf.concat([target, tf.concat(mask_parts, axis=0)], axis=1)
             target = tf.ensure_shape(target, [None, self.q_out + 1, m, n, o])
-        bvec_in = tf.ensure_shape(bvecs[:, : self.q_in], [None, self.q_in, 3])
-        bvec_out = tf.ensure_shape(bvecs[:, self.q_in :], [None, self.q_out, 3])
+        channels = q_channels(self.q_encoding)
+        bvec_in = tf.ensure_shape(bvecs[:, : self.q_in], [None, self.q_in, channels])
+        bvec_out = tf.ensure_shape(bvecs[:, self.q_in :], [None, self.q_out, channels])
         return (context, bvec_in, bvec_out), target
 
     @property
