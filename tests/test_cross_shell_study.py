@@ -67,6 +67,27 @@ def test_the_sh_baseline_and_the_context_shell_targets_are_the_main_studys():
     assert cross_shell.target_files(config, "te1", 6, 3000)["target_bvals"] == "results/cross_shell/shells/te1/b3000.bval"
 
 
+def test_example_slices_show_the_first_subject_and_q_in_per_target_shell():
+    config = cross_shell_config(q_in=[10, 6])
+    config["subjects"]["test"] = ["te2", "te1"]
+    figures = cross_shell.example_slice_figures(config)
+    assert figures == [f"results/cross_shell/example_slices_b{b}.png" for b in (1000, 2000, 3000)]
+    assert cross_shell.example_slice_files(config, 2000) == {
+        "targets": "results/cross_shell/shells/te2/b2000.nii.gz",
+        "mask": "results/preprocessed/te2/nodif_brain_mask.nii.gz",
+    }
+    assert cross_shell.example_slice_files(config, 1000)["targets"] == "results/context/te2/b1000_q10/targets.nii.gz"
+    assert cross_shell.example_slice_predictions(config, 1000) == {
+        "DTI": "results/cross_shell/predictions/te2/q10/b1000/DTI.nii.gz",
+        "SH": "results/predictions/te2/b1000_q10/SH.nii.gz",
+    }
+    assert list(cross_shell.example_slice_predictions(config, 3000)) == ["DTI", "1D", "3D"]
+    assert cross_shell.example_slice_predictions(config, 3000)["3D"] == "results/cross_shell/predictions/te2/q10/b3000/3D.nii.gz"
+    assert set(figures) <= set(cross_shell.final_outputs(config)) and set(figures) <= set(design.final_outputs(config))
+    config["cross_shell"]["enabled"] = False
+    assert not any("example_slices_b" in path for path in design.final_outputs(config))
+
+
 @pytest.mark.parametrize(
     ("section", "key", "found"),
     [

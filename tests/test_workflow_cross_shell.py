@@ -2,7 +2,7 @@
 
 A dry run of the shipped configs plans its rules; a tiny study (one test subject, models trained for one
 epoch of two steps) writes predictions of the b = 2000 shell, a summary with rows per target shell and
-the figure.
+the figures (the bars, and example slices per target shell).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import matplotlib.image
 import pandas as pd
 import pytest
 
@@ -40,6 +41,7 @@ def test_cross_shell_config_plans_models_baselines_metrics_and_figure(tmp_path):
     assert counts["predict_cross_shell"] == 2 * 2 * n_test  # 1D, 3D at b = 2000 and 3000
     assert counts["evaluate_cross_shell"] == (2 + 3 + 3) * n_test  # DTI + SH; DTI + 1D + 3D twice
     assert counts["summarise_cross_shell"] == 1 and counts["plot_cross_shell"] == 1
+    assert counts["plot_cross_shell_slices"] == 3  # one figure per target shell
 
 
 def test_default_config_plans_no_cross_shell_job(tmp_path):
@@ -54,7 +56,8 @@ def test_tiny_cross_shell_study_predicts_b2000_and_summarises_per_target_shell(t
     config = tiny_config()
     config["training"].update(epochs=1, steps_per_epoch=2)
     write_config(tmp_path, config)
-    targets = ["results/cross_shell/summary.tsv", "results/cross_shell/mae_per_target_shell.png"]
+    slices = [f"results/cross_shell/example_slices_b{shell}.png" for shell in (1000, 2000, 3000)]
+    targets = ["results/cross_shell/summary.tsv", "results/cross_shell/mae_per_target_shell.png", *slices]
     # targets first: --configfile takes every path that follows it
     run_snakemake(tmp_path, *targets, "--cores", "2", "--configfile", CROSS_SHELL_CONFIG, timeout=900)
 
@@ -71,5 +74,9 @@ def test_tiny_cross_shell_study_predicts_b2000_and_summarises_per_target_shell(t
     assert summary.loc[summary["shell"] != 2000, "mk_mae"].isna().all()
     figure = Path(tmp_path / "results" / "cross_shell" / "mae_per_target_shell.png")
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    for rule in ("extract_shell", "predict_cross_shell", "extrapolate_dti", "evaluate_cross_shell"):
+    for path in slices:  # acquired + every method above, their errors beneath
+        image = matplotlib.image.imread(tmp_path / path)
+        assert image.ndim == 3 and min(image.shape[:2]) > 100 and image.std() > 0, path
+    for rule in ("extract_shell", "predict_cross_shell", "extrapolate_dti", "evaluate_cross_shell",
+                 "plot_cross_shell_slices"):
         assert any((tmp_path / "logs" / rule).rglob("*.log")), rule

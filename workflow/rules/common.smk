@@ -326,6 +326,22 @@ def get_cross_shell_metrics(wildcards):
     return cross_shell.per_prediction(config, cross_shell.METRICS)
 
 
+def get_cross_shell_example(wildcards):
+    """The first test subject's acquired target shell and mask (example slices of that shell)."""
+    return cross_shell.example_slice_files(config, wildcards.target)
+
+
+def get_cross_shell_example_methods(wildcards):
+    """Methods shown in the example slices of a target shell (every method there)."""
+    return list(cross_shell.example_slice_predictions(config, wildcards.target))
+
+
+def get_cross_shell_example_predictions(wildcards):
+    """Their predictions of the target shell, in method order."""
+    predictions = cross_shell.example_slice_predictions(config, wildcards.target)
+    return list(predictions.values())
+
+
 wildcard_constraints:
     subject=design.alternatives(ALL_SUBJECTS + SUPER_RESOLVE_SUBJECTS),
     model=MODEL_NAME_PATTERN,

@@ -1,6 +1,7 @@
 # The cross-shell study (config cross_shell, off by default): whole shells predicted from b0 and a
 # b = 1000 context by the DTI extrapolation, the SH baseline (context shell) and the b-scaled
-# cross-shell models, then their errors per target shell, the summary and the figure.
+# cross-shell models, then their errors per target shell, the summary, the figure and example slices
+# per target shell.
 
 
 rule extract_shell:
@@ -129,3 +130,26 @@ rule plot_cross_shell:
         "../../envs/evaluation.yaml"
     script:
         "../scripts/plot_cross_shell.py"
+
+
+rule plot_cross_shell_slices:
+    input:
+        unpack(get_cross_shell_example),
+        predictions=get_cross_shell_example_predictions,
+    output:
+        report(
+            "results/cross_shell/example_slices_b{target}.png",
+            caption="../report/cross_shell_slices.rst",
+            category="Cross-shell",
+            labels={"figure": "example slices, b = {target}"},
+        ),
+    log:
+        "logs/plot_cross_shell_slices/b{target}.log",
+    benchmark:
+        "benchmarks/plot_cross_shell_slices/b{target}.tsv"
+    conda:
+        "../../envs/evaluation.yaml"
+    params:
+        methods=get_cross_shell_example_methods,
+    script:
+        "../scripts/plot_cross_shell_slices.py"

@@ -16,8 +16,8 @@ Every function here is a plain function of the config (the workflow's plan, impo
 :mod:`dmri_rcnn.study.design`); the steps of ``workflow/rules/cross_shell.smk`` are
 :func:`dmri_rcnn.study.data.extract_shell`, :func:`dmri_rcnn.study.predict_dti.extrapolate_dti`,
 :func:`dmri_rcnn.study.predict_rcnn.predict_with_trained_model` and
-:func:`dmri_rcnn.study.metrics_and_figures.evaluate_cross_shell`, ``summarise_cross_shell`` and
-``plot_cross_shell``.
+:func:`dmri_rcnn.study.metrics_and_figures.evaluate_cross_shell`, ``summarise_cross_shell``,
+``plot_cross_shell`` and ``plot_example_slices`` (the main study's slice figure, once per target shell).
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ DTI_METHOD = "DTI"
 #: The study's summary table and figure.
 SUMMARY = "results/cross_shell/summary.tsv"
 FIGURE = "results/cross_shell/mae_per_target_shell.png"
+#: One example-slice figure per target shell (acquired, predicted and their errors).
+EXAMPLE_SLICES = "results/cross_shell/example_slices_b{target}.png"
 PREDICTION = "results/cross_shell/predictions/{subject}/q{q_in}/b{target}/{method}.nii.gz"
 METRICS = "results/cross_shell/metrics/{subject}/q{q_in}/b{target}/{method}.tsv"
 
@@ -148,6 +150,28 @@ def per_prediction(cfg: dict, pattern: str) -> list[str]:
             for method in methods_for(cfg, target)]
 
 
+def example_slice_figures(cfg: dict) -> list[str]:
+    """The example-slice figures, one per target shell of :func:`settings` (in config order)."""
+    targets = dict.fromkeys(target for _, target in settings(cfg))
+    return [EXAMPLE_SLICES.format(target=target) for target in targets]
+
+
+def example_slice_files(cfg: dict, target) -> dict[str, str]:
+    """What the example-slice figure of a target shell shows: the first test subject's acquired volumes of
+    that shell at the first ``cross_shell.q_in`` (``targets``) and the subject's brain mask (``mask``)."""
+    subject, q_in = cfg["subjects"]["test"][0], cfg["cross_shell"]["q_in"][0]
+    return {"targets": target_files(cfg, subject, q_in, target)["targets"],
+            "mask": f"results/preprocessed/{subject}/nodif_brain_mask.nii.gz"}
+
+
+def example_slice_predictions(cfg: dict, target) -> dict[str, str]:
+    """method -> its prediction of the target shell for the same subject and q_in as
+    :func:`example_slice_files` (every method of :func:`methods_for`, in that order)."""
+    subject, q_in = cfg["subjects"]["test"][0], cfg["cross_shell"]["q_in"][0]
+    return {method: prediction_path(cfg, subject, q_in, target, method) for method in methods_for(cfg, target)}
+
+
 def final_outputs(cfg: dict) -> list[str]:
-    """The cross-shell study's summary and figure (none when it is off)."""
-    return [SUMMARY, FIGURE] if enabled(cfg) else []
+    """The cross-shell study's summary, its figure and the example slices per target shell (none when it
+    is off)."""
+    return [SUMMARY, FIGURE, *example_slice_figures(cfg)] if enabled(cfg) else []

@@ -433,7 +433,7 @@ def example_predictions(cfg: dict) -> dict[str, str]:
 
 def final_outputs(cfg: dict) -> list[str]:
     """Targets of ``rule all``: summary, figures and every prediction (a deleted one is rebuilt by a rerun),
-    and the cross-shell study's summary and figure when it is enabled."""
+    and the cross-shell study's summary and figures when it is enabled."""
     outputs = ["results/summary.tsv", "results/figures/result.png"]
     outputs += [f"results/figures/{name}_vs_q_in.png" for name in VS_Q_IN_FIGURES]
     outputs += ["results/figures/example_slices.png", "results/figures/fa_maps.png"]

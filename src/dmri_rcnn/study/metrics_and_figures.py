@@ -125,15 +125,21 @@ def plot_metric_vs_q_in(summary_path: PathLike, out_path: PathLike, metric: str 
     plot.plot_error_vs_q_in(pd.read_csv(summary_path, sep="\t"), metric, path=out_path)
 
 
-def plot_example_slices(targets: PathLike, mask: PathLike, predictions: dict, out_path: PathLike, direction: int = 0):
-    """Acquired vs predicted slices (and absolute errors) of one target direction, every method."""
+def plot_example_slices(targets: PathLike, mask: PathLike, predictions: dict, out_path: PathLike, direction: int = 0,
+                        shell: int | None = None):
+    """Acquired vs predicted slices (and absolute errors) of one target direction, every method.
+
+    Rules plot_example_slices (the main study) and plot_cross_shell_slices (one figure per target shell;
+    ``shell`` names it in the title).
+    """
     acquired = io.load_nifti_volume(targets, direction)
     predicted = {method: io.load_nifti_volume(path, direction) for method, path in predictions.items()}
+    title = f"target direction {direction}"
     plot.plot_comparison_slices(
         acquired,
         predicted,
         mask=io.load_mask(mask),
-        title=f"target direction {direction}",
+        title=title if shell is None else f"b = {int(shell)}, {title}",
         path=out_path,
     )
 
