@@ -52,11 +52,16 @@ def test_the_explicit_b_value_encoding_names_its_models():
 
 def test_methods_per_target_shell():
     config = cross_shell_config()
-    assert cross_shell.methods_for(config, 1000) == ["DTI", "SH"]
+    # at the context shell: the SH baseline and the main study's per-shell models (it evaluates b1000, q_in 6)
+    assert cross_shell.methods_for(config, 1000) == ["DTI", "SH", "1D", "3D"]
     assert cross_shell.methods_for(config, 2000) == ["DTI", "1D", "3D"]
+    assert cross_shell.prediction_path(config, "te1", 6, 1000, "3D") == "results/predictions/te1/b1000_q6/3D.nii.gz"
+    assert cross_shell.prediction_path(config, "te1", 6, 2000, "3D") == "results/cross_shell/predictions/te1/q6/b2000/3D.nii.gz"
+    # a q_in the main study does not evaluate has no per-shell model there
+    assert cross_shell.methods_for(config, 1000, q_in=10) == ["DTI", "SH"]
     config["cross_shell"]["sh_baseline"] = None
-    assert cross_shell.methods_for(config, 1000) == ["DTI"]
-    assert len(cross_shell.per_prediction(cross_shell_config(), cross_shell.METRICS)) == 2 + 3 + 3
+    assert cross_shell.methods_for(config, 1000) == ["DTI", "1D", "3D"]
+    assert len(cross_shell.per_prediction(cross_shell_config(), cross_shell.METRICS)) == 4 + 3 + 3
 
 
 def test_the_sh_baseline_and_the_context_shell_targets_are_the_main_studys():

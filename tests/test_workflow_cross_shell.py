@@ -33,13 +33,16 @@ def test_cross_shell_config_plans_models_baselines_metrics_and_figure(tmp_path):
     result = run_snakemake(tmp_path, "--dry-run", "--cores", "1", "--configfile", CROSS_SHELL_CONFIG)
     counts = job_counts(result.stdout)
     n_test = len(config["subjects"]["test"])
-    # per-shell 1D and 3D of the default study, and the cross-shell 1D and 3D
-    assert counts["train_model"] == 4
-    assert "results/models/3D_b1000_q6_to2000_3000_bscaled/best.weights.h5" in result.stdout
+    # per-shell 1D and 3D of the default study, and the cross-shell 1D and 3D for q_in 6 and 10
+    assert counts["train_model"] == 2 + 2 * 2
+    for q_in in (6, 10):
+        assert f"results/models/3D_b1000_q{q_in}_to2000_3000_bscaled/best.weights.h5" in result.stdout
     assert counts["extract_shell"] == 2 * n_test  # b = 2000 and 3000
-    assert counts["extrapolate_dti"] == 3 * n_test  # every target shell
-    assert counts["predict_cross_shell"] == 2 * 2 * n_test  # 1D, 3D at b = 2000 and 3000
-    assert counts["evaluate_cross_shell"] == (2 + 3 + 3) * n_test  # DTI + SH; DTI + 1D + 3D twice
+    assert counts["extrapolate_dti"] == 2 * 3 * n_test  # every q_in and target shell
+    assert counts["predict_cross_shell"] == 2 * 2 * 2 * n_test  # 1D, 3D at b = 2000 and 3000, both q_in
+    # b = 1000: DTI, SH and (q_in 6, which the default study evaluates) its per-shell 1D and 3D;
+    # b = 2000 and 3000: DTI, 1D and 3D
+    assert counts["evaluate_cross_shell"] == ((4 + 3 + 3) + (2 + 3 + 3)) * n_test
     assert counts["summarise_cross_shell"] == 1 and counts["plot_cross_shell"] == 1
     assert counts["plot_cross_shell_slices"] == 3  # one figure per target shell
 
@@ -56,18 +59,19 @@ def test_tiny_cross_shell_study_predicts_b2000_and_summarises_per_target_shell(t
     config = tiny_config()
     config["training"].update(epochs=1, steps_per_epoch=2)
     write_config(tmp_path, config)
+    (tmp_path / "q6.yaml").write_text("cross_shell:\n  q_in: [6]\n")  # one context size: two models, not four
     slices = [f"results/cross_shell/example_slices_b{shell}.png" for shell in (1000, 2000, 3000)]
     targets = ["results/cross_shell/summary.tsv", "results/cross_shell/mae_per_target_shell.png", *slices]
     # targets first: --configfile takes every path that follows it
-    run_snakemake(tmp_path, *targets, "--cores", "2", "--configfile", CROSS_SHELL_CONFIG, timeout=900)
+    run_snakemake(tmp_path, *targets, "--cores", "2", "--configfile", CROSS_SHELL_CONFIG, "q6.yaml", timeout=900)
 
     for method in ("1D", "3D", "DTI"):
         prediction = tmp_path / f"results/cross_shell/predictions/te1/q6/b2000/{method}.nii.gz"
         assert prediction.stat().st_size > 0, method
     summary = pd.read_csv(tmp_path / "results" / "cross_shell" / "summary.tsv", sep="\t")
     rows = {(int(shell), method) for shell, method in zip(summary["shell"], summary["method"])}
-    assert rows == {(1000, "DTI"), (1000, "SH"), (2000, "DTI"), (2000, "1D"), (2000, "3D"),
-                    (3000, "DTI"), (3000, "1D"), (3000, "3D")}
+    assert rows == {(1000, "DTI"), (1000, "SH"), (1000, "1D"), (1000, "3D"), (2000, "DTI"), (2000, "1D"),
+                    (2000, "3D"), (3000, "DTI"), (3000, "1D"), (3000, "3D")}
     assert (summary["mae"] > 0).all() and "mae_white_matter" in summary.columns
     at_2000 = summary[summary["shell"] == 2000]
     assert at_2000["mk_mae"].notna().all() and at_2000["fa_mae"].notna().all()

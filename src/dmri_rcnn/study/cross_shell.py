@@ -7,10 +7,10 @@ Read from the config's ``cross_shell`` section (off unless ``cross_shell.enabled
 - a *target shell* is a shell whose volumes are predicted and compared with the acquired ones: at the
   context shell, the held-out directions of that split; at any other shell, all its directions;
 - a *method* at a target shell is ``DTI`` (the tensor fitted to b0 and context, extrapolated:
-  :func:`dmri_rcnn.evaluation.cross_shell.extrapolate_dti`), the SH baseline ``cross_shell.sh_baseline``
-  (context shell only, the main study's prediction) or ``1D``/``3D``, the cross-shell models that
-  predict every target shell but the context's (``3D_b1000_q6_to2000_3000_bscaled``; ``..._bvalue`` with
-  ``cross_shell.q_encoding: b_value``).
+  :func:`dmri_rcnn.evaluation.cross_shell.extrapolate_dti`); at the context shell the SH baseline
+  ``cross_shell.sh_baseline`` and the per-shell models ``1D``/``3D`` (the main study's predictions); at
+  every other shell ``1D``/``3D``, the cross-shell models that predict every target shell but the
+  context's (``3D_b1000_q6_to2000_3000_bscaled``; ``..._bvalue`` with ``cross_shell.q_encoding: b_value``).
 
 Every function here is a plain function of the config (the workflow's plan, imported by
 :mod:`dmri_rcnn.study.design`); the steps of ``workflow/rules/cross_shell.smk`` are
@@ -100,13 +100,18 @@ def settings(cfg: dict) -> list[tuple[int, int]]:
     return [(int(q_in), int(target)) for q_in in section["q_in"] for target in section["target_shells"]]
 
 
-def methods_for(cfg: dict, target: int) -> list[str]:
-    """Methods evaluated at a target shell: ``DTI``, the SH baseline at the context shell, the cross-shell
-    models (``1D``, ``3D``) at every other shell."""
+def methods_for(cfg: dict, target: int, q_in: int | None = None) -> list[str]:
+    """Methods evaluated at a target shell: ``DTI``; at every shell but the context's the cross-shell models
+    (``1D``, ``3D``); at the context shell the SH baseline and, where the main study evaluates
+    (context shell, ``q_in``), its per-shell models (``1D``, ``3D``: ``1D_b1000_q6`` ...), which predict
+    that shell from the same context split (``q_in`` None: the first ``cross_shell.q_in``)."""
     section = cfg["cross_shell"]
-    if int(target) == int(section["context_shell"]):
-        return [DTI_METHOD] + ([section["sh_baseline"]] if section["sh_baseline"] else [])
-    return [DTI_METHOD] + [f"{dim}D" for dim in section["dims"]]
+    if int(target) != int(section["context_shell"]):
+        return [DTI_METHOD] + [f"{dim}D" for dim in section["dims"]]
+    q_in = int(section["q_in"][0] if q_in is None else q_in)
+    evaluated = any(int(entry["shell"]) == int(target) and q_in in map(int, entry["q_in"]) for entry in cfg["evaluation"])
+    per_shell = [f"{dim}D" for dim in cfg["models"]["dims"]] if evaluated else []
+    return [DTI_METHOD] + ([section["sh_baseline"]] if section["sh_baseline"] else []) + per_shell
 
 
 def model_for_method(cfg: dict, method: str, q_in: int) -> str:
@@ -134,9 +139,10 @@ def target_files(cfg: dict, subject: str, q_in, target) -> dict[str, str]:
 
 
 def prediction_path(cfg: dict, subject: str, q_in, target, method: str) -> str:
-    """Where a method's prediction of a target shell lies (the SH baseline's is the main study's)."""
+    """Where a method's prediction of a target shell lies (at the context shell, the SH baseline's and the
+    per-shell models' are the main study's)."""
     section = cfg["cross_shell"]
-    if method == section["sh_baseline"] and int(target) == int(section["context_shell"]):
+    if method != DTI_METHOD and int(target) == int(section["context_shell"]):
         return f"results/predictions/{subject}/b{section['context_shell']}_q{q_in}/{method}.nii.gz"
     return PREDICTION.format(subject=subject, q_in=q_in, target=target, method=method)
 
@@ -147,7 +153,7 @@ def per_prediction(cfg: dict, pattern: str) -> list[str]:
     return [pattern.format(subject=subject, q_in=q_in, target=target, method=method)
             for subject in cfg["subjects"]["test"]
             for q_in, target in settings(cfg)
-            for method in methods_for(cfg, target)]
+            for method in methods_for(cfg, target, q_in)]
 
 
 def example_slice_figures(cfg: dict) -> list[str]:
@@ -168,7 +174,8 @@ def example_slice_predictions(cfg: dict, target) -> dict[str, str]:
     """method -> its prediction of the target shell for the same subject and q_in as
     :func:`example_slice_files` (every method of :func:`methods_for`, in that order)."""
     subject, q_in = cfg["subjects"]["test"][0], cfg["cross_shell"]["q_in"][0]
-    return {method: prediction_path(cfg, subject, q_in, target, method) for method in methods_for(cfg, target)}
+    return {method: prediction_path(cfg, subject, q_in, target, method)
+            for method in methods_for(cfg, target, q_in)}
 
 
 def final_outputs(cfg: dict) -> list[str]:
