@@ -84,3 +84,10 @@ def test_tiny_cross_shell_study_predicts_b2000_and_summarises_per_target_shell(t
     for rule in ("extract_shell", "predict_cross_shell", "extrapolate_dti", "evaluate_cross_shell",
                  "plot_cross_shell_slices"):
         assert any((tmp_path / "logs" / rule).rglob("*.log")), rule
+
+    # the report of those targets holds the cross-shell table and figures in their own category
+    run_snakemake(tmp_path, *targets, "--cores", "1", "--report", "report.html", "--configfile",
+                  CROSS_SHELL_CONFIG, "q6.yaml")
+    html = (tmp_path / "report.html").read_text(errors="replace")
+    for name in ("Cross-shell", "mae_per_target_shell.png", "example_slices_b2000.png", "summary per target shell"):
+        assert name in html, name
