@@ -143,30 +143,3 @@ def test_a_b_value_cross_shell_model_trains_on_four_numbers_per_volume(records, 
     train_model(config, [records[0]], [records[1]], TrainingOutputs(weights=weights, history=tmp_path / "h.tsv"))
     assert read_model_spec(weights) == spec
     assert load_trained_model(weights).get_layer("enc_bvecs").output.shape[-1] == 4
-
-
-def test_a_training_whose_output_died_stops_in_one_line_and_leaves_nothing(records, tmp_path):
-    """A network whose final ReLU gives zero everywhere cannot learn again: train_model stops after three
-    such epochs with a TrainingCollapsed naming the model, the epochs and what to change, removes its
-    checkpoint (a rerun must not resume the dead network) and writes no weights."""
-    from dmri_rcnn.core.model import build_model_from_spec, save_trained_model
-    from dmri_rcnn.core.model_spec import ModelSpec
-    from dmri_rcnn.errors import TrainingCollapsed
-    from dmri_rcnn.training import TrainingConfig, TrainingOutputs, train_model
-
-    spec = ModelSpec.from_name("1D_b1000_q6_to2000_3000_bscaled", width=0.05)
-    dead = build_model_from_spec(spec)
-    head = dead.get_layer("decoder").get_layer("dc4_conv")
-    kernel, bias = head.get_weights()
-    head.set_weights([np.zeros_like(kernel), np.full_like(bias, -100.0)])  # every output below the ReLU's zero
-    start = tmp_path / "dead" / "best.weights.h5"
-    start.parent.mkdir()
-    save_trained_model(dead, spec, start)
-
-    config = TrainingConfig(spec=spec, epochs=5, steps_per_epoch=2, validation_steps=1, batch_size=4, seed=5)
-    outputs = TrainingOutputs(weights=tmp_path / "run" / "best.weights.h5", history=tmp_path / "run" / "h.tsv")
-    with pytest.raises(TrainingCollapsed, match=r"1D_b1000_q6_to2000_3000_bscaled: its output has been zero for every "
-                       r"voxel after epochs 1-3 .*another training.seed or a lower training.learning_rate") as error:
-        train_model(config, [records[0]], [records[1]], outputs, title=spec.name, initial_weights=start)
-    assert isinstance(error.value, InputError) and "\n" not in str(error.value)
-    assert not outputs.weights.exists() and not outputs.checkpoint.exists()

@@ -10,11 +10,6 @@ class InputError(ValueError):
     """
 
 
-class TrainingCollapsed(InputError):
-    """A training whose settings left the network unable to learn (its output died); the message names the
-    model, the epochs and the settings to change. Like any ``InputError``, one line and exit status 2."""
-
-
 class ConfigError(ValueError):
     """A workflow config value the schema accepts but the study cannot use; ``str()`` names the key.
 

@@ -33,7 +33,6 @@ from dmri_rcnn.training.checkpoint import (
 )
 from dmri_rcnn.training.config import LOSSES, LR_SCHEDULES, TrainingConfig, record_identity
 from dmri_rcnn.training.dataset import build_datasets
-from dmri_rcnn.training.dead_output import dead_output_callback
 from dmri_rcnn.training.devices import Devices, training_strategy
 from dmri_rcnn.types import PathLike
 from dmri_rcnn.utils import atomic_path
@@ -270,8 +269,7 @@ def train_model(
         _record_starting_loss(model, validation_data, state)
     if resumed_from < config.epochs:
         _fit(model, config, train_data, validation_data, resumed_from,
-             [epoch_checkpoint_callback(checkpoint_dir, state),
-              dead_output_callback(validation_data, title, checkpoint_dir), *(callbacks or [])])
+             [epoch_checkpoint_callback(checkpoint_dir, state), *(callbacks or [])])
     if state["best_weights"] is None:
         raise RuntimeError(f"training of {title} finished without a checkpoint in {checkpoint_dir}")
     _write_outputs(dataclasses.replace(config.spec, precision=choice.precision), state, outputs, title)
