@@ -18,6 +18,10 @@ PATCH_SHAPE = (10, 10, 10)
 #: Units of the encoder's ConvLSTM3D (channels of the latent volume).
 LSTM_UNITS = 48
 
+#: The last layer's activation: ``"relu"`` (the original's; every published model) or ``"softplus"``, which
+#: is positive like the ReLU but never flat, so a training cannot stall with its output at zero.
+OUTPUT_ACTIVATIONS = ("relu", "softplus")
+
 #: A convolution block: (name, filters at width 1.0, cubic kernel size).
 Block = tuple[str, int, int]
 

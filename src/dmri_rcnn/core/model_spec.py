@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dmri_rcnn.core.architecture import ARCHITECTURES
+from dmri_rcnn.core.architecture import ARCHITECTURES, OUTPUT_ACTIVATIONS
 from dmri_rcnn.core.precision import precision_problem
 from dmri_rcnn.core.processing.qspace import Q_ENCODINGS
 from dmri_rcnn.core.processing.scaling import SCALINGS
@@ -68,9 +68,12 @@ class ModelSpec:
         (the default): each example's targets are of its context's shell, as in the original. More than
         one target shell needs ``q_encoding`` ``"b_scaled"`` or ``"b_value"`` (the network must be told which
         shell to give).
+    output_activation : the last layer's activation, ``"relu"`` (the original's) or ``"softplus"`` (never
+        flat: a training cannot stall at a zero output; :data:`dmri_rcnn.core.architecture.OUTPUT_ACTIVATIONS`).
 
-    ``q_encoding`` and ``target_shells`` are written to the sidecar only when they differ from their
-    defaults, so the description (and the training fingerprint) of every other model is as before.
+    ``q_encoding``, ``target_shells`` and ``output_activation`` are written to the sidecar only when they
+    differ from their defaults, so the description (and the training fingerprint) of every other model is
+    as before.
     """
 
     model_dim: int
@@ -85,6 +88,7 @@ class ModelSpec:
     format: int = field(default=SPEC_FORMAT)
     q_encoding: str = "direction"
     target_shells: tuple[int, ...] = ()
+    output_activation: str = "relu"
 
     def __post_init__(self):
         # Normalise types so that a spec read from JSON equals the one that was written.
@@ -111,6 +115,10 @@ class ModelSpec:
             problems.append(f"scaling is {self.scaling!r}; expected one of {', '.join(SCALINGS)}")
         problems.append(precision_problem(self.precision))
         problems.extend(self._qspace_problems())
+        if self.output_activation not in OUTPUT_ACTIVATIONS:
+            problems.append(
+                f"output_activation is {self.output_activation!r}; expected one of {', '.join(OUTPUT_ACTIVATIONS)}"
+            )
         problems = [problem for problem in problems if problem]
         if problems:
             raise InputError("; ".join(problems))
@@ -134,14 +142,14 @@ class ModelSpec:
         return problems
 
     def to_dict(self) -> dict:
-        """The sidecar's JSON form: every field, tuples as lists; ``q_encoding`` and ``target_shells`` only
-        when they differ from their defaults (so same-shell descriptions read as before)."""
+        """The sidecar's JSON form: every field, tuples as lists; ``q_encoding``, ``target_shells`` and
+        ``output_activation`` only when they differ from their defaults (so other descriptions read as before)."""
         data = asdict(self)
         data["shells"] = list(self.shells)
         data["patch_shape"] = list(self.patch_shape)
         data["target_shells"] = list(self.target_shells)
         # defaults stay out: the description of a same-shell, direction-encoded model is as it always was
-        for key in ("q_encoding", "target_shells"):
+        for key in ("q_encoding", "target_shells", "output_activation"):
             if getattr(self, key) == self.__dataclass_fields__[key].default:
                 del data[key]
         return data

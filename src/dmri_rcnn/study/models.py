@@ -17,7 +17,8 @@ def model_spec(cfg: dict, name: str) -> ModelSpec:
 
     Dimension, shell and q_in come from the name; width and min_filters from ``models``; a combined
     (``all``) model is trained on ``models.combined.shells``, with 99th-percentile scaling when
-    ``models.combined.norm`` is set (the published ``all_norm``).
+    ``models.combined.norm`` is set (the published ``all_norm``). A cross-shell model (one with target
+    shells) ends in ``cross_shell.output_activation``.
 
     Raises
     ------
@@ -26,6 +27,9 @@ def model_spec(cfg: dict, name: str) -> ModelSpec:
     """
     models = cfg["models"]
     spec = ModelSpec.from_name(name, width=models.get("width", 1.0), min_filters=models.get("min_filters", 1))
+    if spec.target_shells:
+        activation = cfg.get("cross_shell", {}).get("output_activation", "relu")
+        spec = dataclasses.replace(spec, output_activation=activation)
     if len(spec.shells) == 1:
         return spec
     combined = models.get("combined", {})

@@ -106,6 +106,7 @@ def build_model(
     precision: str = "fp32",
     jit_compile: bool | str = "auto",
     q_channels: int = 3,
+    output_activation: str = "relu",
 ):
     """A freshly initialised, compiled 1D or 3D dMRI-RCNN (Adam).
 
@@ -120,7 +121,8 @@ def build_model(
     (resolve ``"auto"`` first with :func:`dmri_rcnn.core.precision.choose_precision`). ``jit_compile``: True compiles the training step with XLA;
     ``"auto"`` leaves the choice to Keras (XLA on a GPU, not on a CPU, where it made these models'
     steps 3-8x slower: ``bench/bench_training_config.py``). ``q_channels``: numbers per b-vector input
-    (:func:`dmri_rcnn.core.processing.qspace.q_channels` of the spec's q-space encoding).
+    (:func:`dmri_rcnn.core.processing.qspace.q_channels` of the spec's q-space encoding);
+    ``output_activation``: the spec's (:attr:`dmri_rcnn.core.model_spec.ModelSpec.output_activation`).
     """
     # lazy: TensorFlow loads only when a model is built or trained
     import keras
@@ -143,7 +145,7 @@ def build_model(
             )
         rate = keras.optimizers.schedules.CosineDecay(learning_rate, int(total_steps), alpha=COSINE_FINAL_FRACTION)
     model = get_autoencoder(model_dim, weights=None, width=width, min_filters=min_filters, precision=precision,
-                            q_channels=q_channels)
+                            q_channels=q_channels, output_activation=output_activation)
     loss_function = masked_mean_absolute_error if loss == "mae_in_mask" else "mae"
     optimizer = loss_scaled(keras.optimizers.Adam(learning_rate=rate), precision)
     model.compile(optimizer=optimizer, loss=loss_function, jit_compile=jit_compile)
@@ -321,6 +323,7 @@ def _build_or_restore(config, precision, strategy, replicas, state, checkpoint_d
             config.min_filters,
             precision,
             q_channels=qspace.q_channels(config.spec.q_encoding),
+            output_activation=config.spec.output_activation,
         )
         if replicas > 1:
             synchronise_batch_statistics(model)

@@ -19,7 +19,15 @@ import os
 import keras
 from keras import layers
 
-from dmri_rcnn.core.architecture import ARCHITECTURES, LSTM_UNITS, PATCH_SHAPE, Architecture, Block, scaled_filters
+from dmri_rcnn.core.architecture import (
+    ARCHITECTURES,
+    LSTM_UNITS,
+    OUTPUT_ACTIVATIONS,
+    PATCH_SHAPE,
+    Architecture,
+    Block,
+    scaled_filters,
+)
 from dmri_rcnn.core.model.layers import (
     RepeatLatent,
     SampleWiseConv3D,
@@ -111,10 +119,12 @@ def build_decoder(
     width: float = 1.0,
     min_filters: int = 1,
     q_channels: int = 3,
+    output_activation: str = "relu",
 ) -> keras.Model:
     """Decoder: ``[state (batch, x, y, z, units), bvec (batch, q_out, q_channels)]`` -> ``(batch, q_out, x, y, z)``.
 
-    Each target direction is decoded from the same latent, independently of the others.
+    Each target direction is decoded from the same latent, independently of the others. The last 1x1x1
+    convolution (``dc4``) ends in ``output_activation`` (:data:`~dmri_rcnn.core.architecture.OUTPUT_ACTIVATIONS`).
     """
     patch_shape = tuple(patch_shape)
     state = keras.Input(shape=(*patch_shape, scaled_filters(lstm_units, width, min_filters)), name="state")
@@ -129,7 +139,7 @@ def build_decoder(
     tensor = _branches(tensor, arch.decoder_branch1, width, "batch", bvec_field, min_filters)
     tensor = _branches(tensor, arch.decoder_branch2, width, "batch", bvec_field, min_filters)
     tensor = conv_block(tensor, arch.decoder_head, width, None, min_filters=min_filters)
-    tensor = conv_block(tensor, ("dc4", 1, 1), 1.0, None, activation="relu")
+    tensor = conv_block(tensor, ("dc4", 1, 1), 1.0, None, activation=output_activation)
     volumes = layers.Reshape((-1, *patch_shape), name="drop_channel")(tensor)
     return keras.Model(inputs=[state, bvec], outputs=volumes, name="decoder")
 
@@ -158,11 +168,14 @@ def _build_autoencoder(
     precision: str = "fp32",
     min_filters: int = 1,
     q_channels: int = 3,
+    output_activation: str = "relu",
 ) -> keras.Model:
     if width <= 0:
         raise ValueError(f"width must be > 0, got {width}")
     if min_filters < 1:
         raise ValueError(f"min_filters must be >= 1, got {min_filters}")
+    if output_activation not in OUTPUT_ACTIVATIONS:
+        raise ValueError(f"output_activation must be one of {', '.join(OUTPUT_ACTIVATIONS)}, got {output_activation!r}")
     check_precision(precision)
     arch = ARCHITECTURES[model_dim]
     patch_shape = tuple(int(s) for s in in_vox_shape)
@@ -172,7 +185,8 @@ def _build_autoencoder(
     keras.config.set_dtype_policy(KERAS_POLICIES[precision])
     try:
         encoder = build_encoder(arch, q_in, patch_shape, lstm_size, width, min_filters, q_channels)
-        decoder = build_decoder(arch, q_out, patch_shape, lstm_size, width, min_filters, q_channels)
+        decoder = build_decoder(arch, q_out, patch_shape, lstm_size, width, min_filters, q_channels,
+                                output_activation)
     finally:
         keras.config.set_dtype_policy(previous_policy)
 
@@ -215,7 +229,9 @@ def get_3d_autoencoder(weights=None, width: float = 1.0, **kwargs) -> keras.Mode
         ``width`` can shrink the wide layers while the narrow recurrent bottleneck (ConvLSTM 48 units,
         the 32- and 88-filter layers before it, the 16-filter head) keeps enough channels to carry the
         signal's angular shape; ``q_channels`` (3): numbers per b-vector input, 4 for a model of the
-        ``"b_value"`` q-space encoding (:func:`dmri_rcnn.core.processing.qspace.q_channels`).
+        ``"b_value"`` q-space encoding (:func:`dmri_rcnn.core.processing.qspace.q_channels`);
+        ``output_activation`` ("relu", the original's; "softplus": positive but never flat, so a training
+        cannot stall at a zero output).
 
     Returns
     -------

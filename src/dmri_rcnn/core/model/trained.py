@@ -26,6 +26,7 @@ def build_model_from_spec(spec: ModelSpec, precision: str | None = None):
         in_vox_shape=spec.patch_shape,
         precision=precision or spec.precision,
         q_channels=q_channels(spec.q_encoding),
+        output_activation=spec.output_activation,
     )
 
 
