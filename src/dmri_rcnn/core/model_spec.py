@@ -231,8 +231,8 @@ class ModelSpec:
     def differences(self, wanted: "ModelSpec") -> list[str]:
         """How weights described by this spec fail to be ``wanted``'s model: [] when they fit.
 
-        Compared: the network (dimension, filters of every block, patch shape) and the data it was trained
-        for (q_in, scaling, q-space encoding, that every wanted shell is one it was trained on and every
+        Compared: the network (dimension, filters of every block, patch shape, output activation) and the data it was trained
+X is one it was trained on and every
         wanted target shell one it was trained to predict); not the settings that
         build it (width 1.0 with min_filters 1 or 16 builds the same layers) nor the precision (the weights
         are float32 either way). Each difference reads ``q_in 10 (found 6)``.
@@ -258,6 +258,8 @@ class ModelSpec:
             found.append(f"{wanted.scaling} scaling (found {self.scaling})")
         if self.q_encoding != wanted.q_encoding:
             found.append(f"{wanted.q_encoding} q-encoding (found {self.q_encoding})")
+        if self.output_activation != wanted.output_activation:
+            found.append(f"{wanted.output_activation} output (found {self.output_activation})")
         # a cross-shell model serves any subset of its target shells; a same-shell model only same-shell use
         predicts_wanted = set(wanted.target_shells) <= set(self.target_shells) and bool(wanted.target_shells)
         if wanted.target_shells != self.target_shells and not predicts_wanted:
@@ -268,9 +270,11 @@ class ModelSpec:
         """One line for messages: ``3D model, width 0.25, min_filters 8, q_in 6, b=1000``."""
         cross_shell = f", predicting b={_shells(self.target_shells)}" if self.target_shells else ""
         encoding = f", {self.q_encoding} q-encoding" if self.q_encoding != "direction" else ""
+        output = f", {self.output_activation} output" if self.output_activation != "relu" else ""
         return (
             f"{self.model_dim}D model, width {self.width:g}, min_filters {self.min_filters}, q_in {self.q_in}, "
-            f"b={_shells(self.shells)}{cross_shell}, {self.scaling} scaling{encoding}, trained in {self.precision}"
+            f"b={_shells(self.shells)}{cross_shell}, {self.scaling} scaling{encoding}{output}, trained in "
+            f"{self.precision}"
         )
 
 
