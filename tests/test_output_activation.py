@@ -44,7 +44,7 @@ def test_the_study_gives_the_activation_to_cross_shell_models_only():
     cfg = {"models": {"width": 0.125, "min_filters": 16}, "cross_shell": {"output_activation": "softplus"}}
     assert model_spec(cfg, CROSS_SHELL).output_activation == "softplus"
     assert model_spec(cfg, "3D_b1000_q6").output_activation == "relu"
-    assert model_spec({"models": {}}, CROSS_SHELL).output_activation == "relu"
+    assert model_spec({"models": {}}, CROSS_SHELL).output_activation == "softplus"  # the study's default
 
 
 @pytest.mark.parametrize("activation", ["relu", "softplus"])

@@ -28,7 +28,7 @@ def model_spec(cfg: dict, name: str) -> ModelSpec:
     models = cfg["models"]
     spec = ModelSpec.from_name(name, width=models.get("width", 1.0), min_filters=models.get("min_filters", 1))
     if spec.target_shells:
-        activation = cfg.get("cross_shell", {}).get("output_activation", "relu")
+        activation = cfg.get("cross_shell", {}).get("output_activation", "softplus")
         spec = dataclasses.replace(spec, output_activation=activation)
     if len(spec.shells) == 1:
         return spec
