@@ -231,9 +231,9 @@ class ModelSpec:
     def differences(self, wanted: "ModelSpec") -> list[str]:
         """How weights described by this spec fail to be ``wanted``'s model: [] when they fit.
 
-        Compared: the network (dimension, filters of every block, patch shape, output activation) and the data it was trained
-X is one it was trained on and every
-        wanted target shell one it was trained to predict); not the settings that
+        Compared: the network (dimension, filters of every block, patch shape, output activation) and the
+        data it was trained for (q_in, scaling, q-space encoding, that every wanted shell is one it was
+        trained on and every wanted target shell one it was trained to predict); not the settings that
         build it (width 1.0 with min_filters 1 or 16 builds the same layers) nor the precision (the weights
         are float32 either way). Each difference reads ``q_in 10 (found 6)``.
         """
