@@ -105,8 +105,7 @@ def build_model(
     min_filters: int = 1,
     precision: str = "fp32",
     jit_compile: bool | str = "auto",
-    q_channels: int = 3,
-    output_activation: str = "relu",
+    **network,
 ):
     """A freshly initialised, compiled 1D or 3D dMRI-RCNN (Adam).
 
@@ -120,9 +119,10 @@ def build_model(
     optimizer and the loss stay float32, or ``"fp16"``: float16 layers and a dynamic loss-scaling optimizer
     (resolve ``"auto"`` first with :func:`dmri_rcnn.core.precision.choose_precision`). ``jit_compile``: True compiles the training step with XLA;
     ``"auto"`` leaves the choice to Keras (XLA on a GPU, not on a CPU, where it made these models'
-    steps 3-8x slower: ``bench/bench_training_config.py``). ``q_channels``: numbers per b-vector input
-    (:func:`dmri_rcnn.core.processing.qspace.q_channels` of the spec's q-space encoding);
-    ``output_activation``: the spec's (:attr:`dmri_rcnn.core.model_spec.ModelSpec.output_activation`).
+    steps 3-8x slower: ``bench/bench_training_config.py``). ``network``: the rest of the network's
+    description, passed on to :func:`dmri_rcnn.core.model.get_autoencoder`: ``q_channels`` (numbers per
+    b-vector input, :func:`dmri_rcnn.core.processing.qspace.q_channels` of the spec's q-space encoding) and
+    ``output_activation`` (:attr:`dmri_rcnn.core.model_spec.ModelSpec.output_activation`).
     """
     # lazy: TensorFlow loads only when a model is built or trained
     import keras
@@ -145,7 +145,7 @@ def build_model(
             )
         rate = keras.optimizers.schedules.CosineDecay(learning_rate, int(total_steps), alpha=COSINE_FINAL_FRACTION)
     model = get_autoencoder(model_dim, weights=None, width=width, min_filters=min_filters, precision=precision,
-                            q_channels=q_channels, output_activation=output_activation)
+                            **network)
     loss_function = masked_mean_absolute_error if loss == "mae_in_mask" else "mae"
     optimizer = loss_scaled(keras.optimizers.Adam(learning_rate=rate), precision)
     model.compile(optimizer=optimizer, loss=loss_function, jit_compile=jit_compile)
