@@ -30,8 +30,7 @@ def job_counts(output: str) -> dict[str, int]:
 def test_cross_shell_config_plans_models_baselines_metrics_and_figure(tmp_path):
     config = load_default_config()
     write_config(tmp_path, config)
-    (tmp_path / "q10.yaml").write_text("cross_shell:\n  q_in: [6, 10]\n")  # the second context size
-    result = run_snakemake(tmp_path, "--dry-run", "--cores", "1", "--configfile", CROSS_SHELL_CONFIG, "q10.yaml")
+    result = run_snakemake(tmp_path, "--dry-run", "--cores", "1", "--configfile", CROSS_SHELL_CONFIG)
     counts = job_counts(result.stdout)
     n_test = len(config["subjects"]["test"])
     # per-shell 1D and 3D of the default study, and the cross-shell 1D and 3D for q_in 6 and 10
